@@ -1,0 +1,216 @@
+"""Configuration: environment variable names, defaults and the paths derived from them.
+
+Everything the pipeline reads from the environment is named here, so the README's
+configuration table, `centra-pipeline check` and the Dagster resources agree. A `.env` file
+in the project root (or the current directory) is read too; real environment variables win.
+
+Secrets are wrapped in `Secret`, whose `str()`/`repr()` never show the value: a secret that
+reaches a log line, an exception or Dagster metadata by accident prints as `***`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+ENV_ORDER_API_URL = "CENTRA_ORDER_API_URL"
+ENV_ORDER_API_KEY = "CENTRA_ORDER_API_KEY"
+ENV_SHOP_API_URL = "CENTRA_SHOP_API_URL"
+ENV_SHOP_API_KEY = "CENTRA_SHOP_API_KEY"
+ENV_WEBHOOK_SECRET = "CENTRA_WEBHOOK_SECRET"
+ENV_TIMEZONE = "CENTRA_TIMEZONE"
+ENV_DATA_DIR = "CENTRA_DATA_DIR"
+# Extensions of DESIGN.md §4 (documented in the README's configuration table).
+ENV_MAX_RPS = "CENTRA_MAX_REQUESTS_PER_SECOND"
+ENV_ORDERS_LOOKBACK_DAYS = "CENTRA_ORDERS_LOOKBACK_DAYS"
+ENV_WEBHOOK_TOLERANCE = "CENTRA_WEBHOOK_TOLERANCE_SECONDS"
+
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_MAX_RPS = 10.0
+DEFAULT_ORDERS_LOOKBACK_DAYS = 7.0
+DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The checkout this package runs from, or the current directory for an installed copy."""
+    candidate = PACKAGE_DIR.parent
+    if (candidate / "pyproject.toml").exists() and (candidate / "workspace.yaml").exists():
+        return candidate
+    return Path.cwd()
+
+
+class ConfigError(ValueError):
+    """Configuration is missing or invalid; the message says which variable and what to set."""
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def _environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ over the project's .env file (real variables win over the file)."""
+    merged: dict[str, str] = {}
+    for env_file in {project_root() / ".env", Path.cwd() / ".env"}:
+        if env_file.is_file():
+            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    if extra_env:
+        merged.update(extra_env)
+    return merged
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    order_api_url: str | None = None
+    order_api_key: Secret | None = field(default=None, repr=False)
+    shop_api_url: str | None = None
+    shop_api_key: Secret | None = field(default=None, repr=False)
+    webhook_secret: Secret | None = field(default=None, repr=False)
+    timezone: str = DEFAULT_TIMEZONE
+    data_dir: Path = field(default_factory=lambda: project_root() / "data")
+    max_requests_per_second: float = DEFAULT_MAX_RPS
+    orders_lookback_days: float = DEFAULT_ORDERS_LOOKBACK_DAYS
+    webhook_tolerance_seconds: int = DEFAULT_WEBHOOK_TOLERANCE_SECONDS
+
+    @classmethod
+    def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
+        env = _environment(extra_env)
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def secret(name: str) -> Secret | None:
+            value = text(name)
+            return Secret(value) if value else None
+
+        timezone = text(ENV_TIMEZONE) or DEFAULT_TIMEZONE
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{ENV_TIMEZONE}={timezone!r} is not an IANA timezone name "
+                "(for example Europe/Stockholm); set it to the timezone of the Centra store"
+            ) from None
+        data_dir = Path(text(ENV_DATA_DIR) or project_root() / "data").expanduser()
+        if not data_dir.is_absolute():
+            data_dir = (project_root() / data_dir).resolve()
+        tolerance = _float(env, ENV_WEBHOOK_TOLERANCE, DEFAULT_WEBHOOK_TOLERANCE_SECONDS)
+        return cls(
+            order_api_url=text(ENV_ORDER_API_URL),
+            order_api_key=secret(ENV_ORDER_API_KEY),
+            shop_api_url=text(ENV_SHOP_API_URL),
+            shop_api_key=secret(ENV_SHOP_API_KEY),
+            webhook_secret=secret(ENV_WEBHOOK_SECRET),
+            timezone=timezone,
+            data_dir=data_dir,
+            max_requests_per_second=_float(env, ENV_MAX_RPS, DEFAULT_MAX_RPS),
+            orders_lookback_days=_float(
+                env, ENV_ORDERS_LOOKBACK_DAYS, DEFAULT_ORDERS_LOOKBACK_DAYS
+            ),
+            webhook_tolerance_seconds=int(tolerance),
+        )
+
+    # Paths derived from CENTRA_DATA_DIR -------------------------------------------------
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The pipeline's private DuckDB file. Analysts never open it (DESIGN.md §3.4)."""
+        return self.data_dir / "warehouse" / "warehouse.duckdb"
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The analyst snapshot, replaced atomically after each successful run."""
+        return self.data_dir / "centra.duckdb"
+
+    @property
+    def inbox_path(self) -> Path:
+        """The durable webhook inbox (SQLite, WAL mode)."""
+        return self.data_dir / "webhooks" / "inbox.sqlite3"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster"
+
+    # Checks -------------------------------------------------------------------------------
+    def missing_order_api(self) -> list[str]:
+        return [
+            name
+            for name, value in ((ENV_ORDER_API_URL, self.order_api_url),
+                                (ENV_ORDER_API_KEY, self.order_api_key))
+            if not value
+        ]
+
+    def missing_shop_api(self) -> list[str]:
+        return [
+            name
+            for name, value in ((ENV_SHOP_API_URL, self.shop_api_url),
+                                (ENV_SHOP_API_KEY, self.shop_api_key))
+            if not value
+        ]
+
+    def require_order_api(self) -> tuple[str, Secret]:
+        missing = self.missing_order_api()
+        if missing:
+            raise ConfigError(_missing_message(missing))
+        assert self.order_api_url and self.order_api_key
+        return self.order_api_url, self.order_api_key
+
+    def require_shop_api(self) -> tuple[str, Secret]:
+        missing = self.missing_shop_api()
+        if missing:
+            raise ConfigError(_missing_message(missing))
+        assert self.shop_api_url and self.shop_api_key
+        return self.shop_api_url, self.shop_api_key
+
+
+def _missing_message(missing: list[str]) -> str:
+    return (
+        f"Centra is not configured: set {', '.join(missing)} (in the environment or in .env "
+        "in the project root). To try the pipeline without a Centra store, run "
+        "`centra-pipeline demo`, which starts the bundled emulator."
+    )
