@@ -99,9 +99,12 @@ def verify_signature(
     timestamp, signatures = parse_signature_header(header_value)
     expected = compute_signature(secret, timestamp, raw_body)
     # Compare against every v1 (Centra may rotate secrets); compare_digest is constant time.
+    # Compare bytes: compare_digest raises TypeError on non-ASCII str, and the header is
+    # attacker-controlled (a latin-1 byte in it must be a mismatch, not a crash).
+    expected_bytes = expected.encode("ascii")
     matched = False
     for candidate in signatures:
-        matched |= hmac.compare_digest(expected, candidate)
+        matched |= hmac.compare_digest(expected_bytes, candidate.encode("utf-8", "replace"))
     if not matched:
         raise SignatureError("mismatch", "signature does not match the request body")
     if tolerance_seconds is not None:
@@ -139,7 +142,13 @@ def decode_payload(raw_body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 form data") from None
     try:
-        fields = urllib.parse.parse_qs(text, keep_blank_values=True, strict_parsing=True)
+        # errors="strict": a percent-encoded byte sequence that is not UTF-8 is an error,
+        # not silently replaced with U+FFFD in data we then store as Centra's.
+        fields = urllib.parse.parse_qs(
+            text, keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise PayloadError("a percent-encoded value in the body is not UTF-8") from None
     except ValueError:
         raise PayloadError("body is not application/x-www-form-urlencoded") from None
     values = fields.get("payload")
@@ -151,6 +160,8 @@ def decode_payload(raw_body: bytes) -> dict[str, Any]:
         payload = json.loads(values[0])
     except ValueError as exc:
         raise PayloadError(f"`payload` is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise PayloadError("`payload` JSON is nested too deeply") from None
     if not isinstance(payload, dict):
         raise PayloadError("`payload` JSON is not an object")
     return payload
