@@ -1,0 +1,94 @@
+"""Shop API reads: the storefront catalogue (centra-api.md §3).
+
+Responses are maps keyed by product id (`{"123": {...}}`), not envelopes, and errors are
+`{"errors": {...}}` with HTTP 4xx. No documented endpoint filters by modification time, so the
+pipeline reads the catalogue in full with `POST /products/filter` (`quantity` + `offset`;
+Centra recommends 10–100 per call) and lands only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from centra_pipeline.centra.errors import CentraNotFound
+from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
+from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
+from centra_pipeline.centra.order_api import Page, server_time
+from centra_pipeline.settings import ENV_SHOP_API_KEY, Secret
+
+API_NAME = "Shop API"
+ENDPOINT_PRODUCTS_FILTER = "POST /products/filter"
+ENDPOINT_PRODUCT_IDS = "GET /product-ids"
+ENDPOINT_PRODUCT = "GET /products/{id}"
+ENDPOINTS = (ENDPOINT_PRODUCTS_FILTER,)
+
+
+def _keyed(response: Response) -> tuple[list[RawRecord], Response]:
+    return parse_keyed_records(response.text), response
+
+
+class ShopApi:
+    def __init__(self, session: CentraSession, *, page_size: int = 100) -> None:
+        self.session = session
+        self.page_size = page_size
+
+    @classmethod
+    def connect(
+        cls, url: str, key: Secret | str, *, config: HttpConfig | None = None, page_size: int = 100
+    ) -> ShopApi:
+        session = CentraSession(url, key, api_name=API_NAME, key_env=ENV_SHOP_API_KEY,
+                                config=config)
+        return cls(session, page_size=page_size)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def iter_products(
+        self, *, market: int | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Every catalogue product, `quantity` at a time, until an empty page."""
+        quantity = page_size or self.page_size
+        offset = 0
+        number = 0
+        while True:
+            body: dict[str, Any] = {"quantity": quantity, "offset": offset}
+            if market is not None:
+                body["market"] = market
+            try:
+                records, response = self.session.call(
+                    "POST", "/products/filter", endpoint=ENDPOINT_PRODUCTS_FILTER,
+                    json_body=body, parse=_keyed, not_found_ok=True,
+                )
+            except CentraNotFound:
+                # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
+                # selection; past the last product that simply means "no more".
+                return
+            number += 1
+            yield Page(ENDPOINT_PRODUCTS_FILTER, number, body, records, response.fetched_at,
+                       len(response.text), has_more=bool(records),
+                       server_time=server_time(response))
+            if not records:
+                return
+            offset += len(records)
+
+    def get_products(self, product_ids: list[str]) -> list[RawRecord]:
+        """POST /products/filter with explicit ids (targeted refreshes)."""
+        try:
+            records, _ = self.session.call(
+                "POST", "/products/filter", endpoint=ENDPOINT_PRODUCTS_FILTER,
+                json_body={"products": [str(p) for p in product_ids]}, parse=_keyed,
+                not_found_ok=True,
+            )
+        except CentraNotFound:
+            return []
+        return records
+
+    def product_ids(self) -> list[str]:
+        def parse(response: Response) -> list[str]:
+            value = parse_document(response.text)
+            self.session.raise_for_business_error(value, ENDPOINT_PRODUCT_IDS)
+            return [str(v) for v in value] if isinstance(value, list) else []
+
+        return self.session.call("GET", "/product-ids", endpoint=ENDPOINT_PRODUCT_IDS,
+                                 parse=parse)
