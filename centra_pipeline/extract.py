@@ -1,0 +1,373 @@
+"""Extraction: read one stream from Centra, page by page, into one lake load.
+
+Per-stream strategy (DESIGN.md §2), as far as the documented APIs allow:
+
+| stream    | incremental read                                 | cursor (naive store-local)        |
+|-----------|--------------------------------------------------|-----------------------------------|
+| orders    | `newer_than` = cursor − lookback (default 7 d)   | max `orderDate` read              |
+| returns   | `newer_than` = min(cursor − lookback, oldest     | max `date` read                   |
+|           | open return), so open returns are re-read        |                                   |
+| customers | `modified` = cursor − overlap                    | max `modified` read               |
+| products  | `modified` = cursor − overlap                    | Centra's clock (`Date`) at start  |
+| stock     | `stock_modified` = cursor − overlap              | Centra's clock (`Date`) at start  |
+| catalogue | full read; only changed records are landed       | Centra's clock at start (info)    |
+
+Orders have no modified-since filter in the Order API, so changes to older orders arrive
+through webhooks (`mode="refresh"`: `GET /orders?order=N` per order number) and through the
+lookback window; the hourly sync is the safety net, the webhook the fast path.
+
+Products and stock rows carry no documented modification timestamp, so their cursor is the
+server's own clock when the read started (the `Date` header), which is the one watermark that
+needs no assumption about our clock agreeing with Centra's.
+
+The cursor a load proves is written to its manifest; the warehouse commits it together with
+the data (the extractor never writes the cursor).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from centra_pipeline.centra.http import prefetch
+from centra_pipeline.centra.jsonstream import RawRecord
+from centra_pipeline.centra.order_api import OrderApi, Page
+from centra_pipeline.centra.quirks import format_local_datetime, normalize_local, shift_local
+from centra_pipeline.centra.shop_api import ShopApi
+from centra_pipeline.lake import Lake, LoadManifest, new_load_id
+from centra_pipeline.schema import STREAMS, Stream
+from centra_pipeline.transform import flatten, record_hash
+from centra_pipeline.warehouse import Warehouse
+
+log = logging.getLogger("centra_pipeline.extract")
+
+MODES = ("incremental", "full_refresh", "backfill", "refresh")
+CURSOR_FIELDS = {"orders": "orderDate", "returns": "date", "customers": "modified"}
+DEFAULT_OVERLAP = timedelta(hours=1)
+DEFAULT_RETURNS_LOOKBACK = timedelta(days=7)
+OPEN_RETURNS_MAX_AGE = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    mode: str = "incremental"
+    window_start: str | None = None  # backfill: naive store-local, inclusive
+    window_end: str | None = None  # backfill: naive store-local, exclusive
+    keys: tuple[Any, ...] = ()  # refresh: order numbers / return ids / customer ids
+    lookback: timedelta = timedelta(days=7)
+    overlap: timedelta = DEFAULT_OVERLAP
+    page_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "backfill":
+            if not self.window_start or not self.window_end:
+                raise ValueError("a backfill needs both window_start and window_end")
+            start = normalize_local(self.window_start)
+            end = normalize_local(self.window_end)
+            if start >= end:
+                raise ValueError(f"backfill window is empty: {start} is not before {end}")
+        if self.mode == "refresh" and not self.keys:
+            raise ValueError("a refresh needs the keys (order numbers, ids) to read")
+        if self.lookback < timedelta(0) or self.overlap < timedelta(0):
+            raise ValueError("lookback and overlap must not be negative")
+
+
+@dataclass
+class Progress:
+    stream: str
+    pages: int = 0
+    records: int = 0
+    landed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    done: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def line(self) -> str:
+        rate = self.records / self.seconds if self.seconds > 0 else 0.0
+        state = "done" if self.done else "reading"
+        return (f"{self.stream}: {state}, {self.records:,} records in {self.pages:,} pages "
+                f"({rate:,.0f}/s), {self.landed:,} landed")
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Extractor:
+    """Reads streams with the given clients into the lake, using the warehouse's state."""
+
+    def __init__(
+        self,
+        *,
+        lake: Lake,
+        warehouse: Warehouse,
+        timezone: str,
+        order_api: OrderApi | None = None,
+        shop_api: ShopApi | None = None,
+        progress: ProgressCallback | None = None,
+        progress_interval: float = 2.0,
+    ) -> None:
+        self.lake = lake
+        self.warehouse = warehouse
+        self.tz = timezone
+        self.order_api = order_api
+        self.shop_api = shop_api
+        self.progress = progress
+        self.progress_interval = progress_interval
+
+    # --------------------------------------------------------------------------------------
+    def run(self, stream_name: str, options: ExtractOptions | None = None) -> LoadManifest:
+        options = options or ExtractOptions()
+        stream = STREAMS[stream_name]
+        if stream.api == "order_api" and self.order_api is None:
+            raise ValueError(f"stream {stream_name} needs an Order API client")
+        if stream.api == "shop_api" and self.shop_api is None:
+            raise ValueError(f"stream {stream_name} needs a Shop API client")
+        if options.mode == "refresh" and stream_name not in ("orders", "returns", "customers"):
+            raise ValueError(f"stream {stream_name} has no refresh by key")
+        self.lake.clean_abandoned(stream_name)
+        state = self.warehouse.state(stream_name)
+        plan = self._plan(stream, options, state.cursor)
+        started_at = datetime.now(UTC)
+        load_id = new_load_id(stream_name, started_at)
+        writer = self.lake.writer(stream, load_id, options.mode, started_at)
+        progress = Progress(stream_name)
+        last_report = 0.0
+        session = self._session(stream)
+        before = session.stats.snapshot()
+        cursor_max: str | None = None
+        server_start: datetime | None = None
+        seen_keys: set[Any] = set()
+        seq = 0
+        log.info("%s: %s read %s", stream_name, options.mode, plan.describe())
+        try:
+            for page in plan.pages:
+                if server_start is None:
+                    server_start = page.server_time or page.fetched_at
+                progress.pages += 1
+                progress.records += len(page.records)
+                records = page.records
+                if plan.cursor_field:
+                    cursor_max = _max_field(records, plan.cursor_field, cursor_max)
+                if plan.track_keys:
+                    seen_keys.update(_key(r, plan.key_field) for r in records)
+                if plan.known_hashes is not None:
+                    records = [r for r in records
+                               if plan.known_hashes.get(_key(r, plan.key_field))
+                               != record_hash(r.raw)]
+                if records:
+                    batch = flatten(stream, records, load_id=load_id,
+                                    extracted_at=page.fetched_at, seq_start=seq, tz=self.tz)
+                    seq += len(records)
+                    writer.write(batch)
+                    progress.landed += len(records)
+                now = time.monotonic()
+                if self.progress and now - last_report >= self.progress_interval:
+                    last_report = now
+                    self.progress(progress)
+            after = session.stats.snapshot()
+            missing: list[Any] = []
+            if plan.requested_keys:
+                missing = [k for k in plan.requested_keys if k not in seen_keys]
+            elif plan.known_hashes is not None:
+                missing = sorted(set(plan.known_hashes) - seen_keys)
+            cursor_after = self._cursor_after(plan, options, cursor_max, server_start,
+                                              state.cursor)
+            manifest = writer.commit(
+                window=plan.window,
+                cursor_before=state.cursor,
+                cursor_after=cursor_after,
+                pages=progress.pages,
+                requests=after["requests"] - before["requests"],
+                retries=after["retries"] - before["retries"],
+                bytes=after["bytes"] - before["bytes"],
+                requested_keys=list(plan.requested_keys),
+                missing_keys=missing,
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        progress.done = True
+        if self.progress:
+            self.progress(progress)
+        log.info("%s: landed %s of %s records (%s pages, %s requests, %s retries) as %s",
+                 stream_name, progress.landed, progress.records, progress.pages,
+                 manifest.requests, manifest.retries, load_id)
+        return manifest
+
+    # --------------------------------------------------------------------------------------
+    def _session(self, stream: Stream):
+        api = self.order_api if stream.api == "order_api" else self.shop_api
+        assert api is not None
+        return api.session
+
+    def _cursor_after(self, plan: _Plan, options: ExtractOptions, cursor_max: str | None,
+                      server_start: datetime | None, cursor_before: str | None) -> str | None:
+        if options.mode not in ("incremental", "full_refresh"):
+            return None  # backfills and refreshes leave the incremental cursor alone
+        if plan.cursor_field:
+            return cursor_max or cursor_before
+        if server_start is None:
+            return cursor_before
+        return format_local_datetime(server_start, self.tz)
+
+    def _plan(self, stream: Stream, options: ExtractOptions, cursor: str | None) -> _Plan:
+        name = stream.name
+        mode = options.mode
+        size = options.page_size
+        incremental = mode == "incremental" and cursor is not None
+        if name == "orders":
+            api = self.order_api
+            assert api is not None
+            if mode == "refresh":
+                keys = tuple(_int_keys(options.keys))
+                return _Plan({"order": list(keys)}, _lookups(keys, api.get_order),
+                             key_field="orderId", requested_keys=keys)
+            if mode == "backfill":
+                window = {"newer_than": normalize_local(options.window_start or ""),
+                          "older_than": normalize_local(options.window_end or "")}
+            elif incremental:
+                window = {"newer_than": shift_local(cursor, -options.lookback)}
+            else:
+                window = {}
+            return _Plan(window, prefetch(api.iter_orders(**window, page_size=size)),
+                         cursor_field="orderDate")
+        if name == "returns":
+            api = self.order_api
+            assert api is not None
+            if mode == "refresh":
+                keys = tuple(_int_keys(options.keys))
+                return _Plan({"return": list(keys)}, _lookups(keys, api.get_return),
+                             key_field="returnId", requested_keys=keys)
+            if mode == "backfill":
+                window = {"newer_than": normalize_local(options.window_start or ""),
+                          "older_than": normalize_local(options.window_end or "")}
+            elif incremental:
+                start = shift_local(cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK))
+                oldest_open = self._oldest_open_return()
+                window = {"newer_than": min(start, oldest_open) if oldest_open else start}
+            else:
+                window = {}
+            return _Plan(window, prefetch(api.iter_returns(**window, page_size=size)),
+                         cursor_field="date")
+        if name == "customers":
+            api = self.order_api
+            assert api is not None
+            if mode == "refresh":
+                keys = tuple(_int_keys(options.keys))
+                return _Plan({"customer": list(keys)}, _lookups(keys, api.get_customer),
+                             key_field="customerId", requested_keys=keys)
+            window = _modified_window("modified", mode, cursor, options)
+            return _Plan(window, prefetch(api.iter_customers(**window, page_size=size)),
+                         cursor_field="modified")
+        if name == "products":
+            api = self.order_api
+            assert api is not None
+            window = _modified_window("modified", mode, cursor, options)
+            return _Plan(window, prefetch(api.iter_products(**window, page_size=size)))
+        if name == "stock":
+            api = self.order_api
+            assert api is not None
+            window = _modified_window("stock_modified", mode, cursor, options)
+            return _Plan(window, prefetch(api.iter_stock(**window, page_size=size)))
+        if name == "catalogue":
+            shop = self.shop_api
+            assert shop is not None
+            if mode == "backfill":
+                raise ValueError("the Shop API catalogue has no date filter to backfill by")
+            # Full read; with --full-refresh everything is landed again.
+            known = {} if mode == "full_refresh" else self._catalogue_hashes()
+            return _Plan({"full_read": True}, prefetch(shop.iter_products(page_size=size)),
+                         key_field="product", known_hashes=known, track_keys=True)
+        raise ValueError(f"unknown stream {name!r}")
+
+    def _oldest_open_return(self) -> str | None:
+        cutoff = datetime.now(UTC) - OPEN_RETURNS_MAX_AGE
+        rows = self.warehouse.query(
+            "SELECT min(date) FROM main.returns WHERE NOT coalesce(completed, false) "
+            "AND _missing_since IS NULL AND date >= ?",
+            [cutoff],
+        ) if self.warehouse.path.exists() else []
+        if not rows or rows[0][0] is None:
+            return None
+        return format_local_datetime(rows[0][0], self.tz)
+
+    def _catalogue_hashes(self) -> dict[Any, str]:
+        return {str(k): v for k, v in self.warehouse.key_hashes("shop_products").items()}
+
+
+@dataclass
+class _Plan:
+    window: dict[str, Any]
+    pages: Iterable[Page]
+    cursor_field: str | None = None
+    key_field: str | None = None
+    requested_keys: tuple[Any, ...] = ()
+    known_hashes: dict[Any, str] | None = None
+    track_keys: bool = False
+
+    def __post_init__(self) -> None:
+        self.track_keys = self.track_keys or bool(self.requested_keys)
+
+    def describe(self) -> str:
+        if not self.window:
+            return "everything"
+        return ", ".join(f"{k}={v}" for k, v in self.window.items())
+
+
+def _modified_window(param: str, mode: str, cursor: str | None,
+                     options: ExtractOptions) -> dict[str, Any]:
+    if mode == "backfill":
+        return {param: normalize_local(options.window_start or "")}
+    if mode == "incremental" and cursor is not None:
+        return {param: shift_local(cursor, -options.overlap)}
+    return {}
+
+
+def _lookups(keys: tuple[Any, ...], fetch: Callable[[Any], RawRecord | None]) -> Iterator[Page]:
+    """Targeted reads, one request per key, presented as pages of one record."""
+    for number, key in enumerate(keys, start=1):
+        fetched_at = datetime.now(UTC)
+        record = fetch(key)
+        yield Page("lookup", number, {"key": key}, [record] if record else [], fetched_at,
+                   len(record.raw) if record else 0, has_more=number < len(keys))
+
+
+def _int_keys(keys: Iterable[Any]) -> list[int]:
+    out: list[int] = []
+    for key in keys:
+        try:
+            value = int(str(key).strip())
+        except ValueError:
+            raise ValueError(f"{key!r} is not a Centra id (a whole number)") from None
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def _key(record: RawRecord, field_name: str | None) -> Any:
+    assert field_name is not None
+    value = record.obj.get(field_name)
+    if field_name == "product":
+        return str(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _max_field(records: list[RawRecord], field_name: str, current: str | None) -> str | None:
+    best = current
+    for record in records:
+        value = record.obj.get(field_name)
+        if isinstance(value, str) and value[:4] != "0000" and (best is None or value > best):
+            best = value[:19]
+    return best

@@ -1,0 +1,206 @@
+"""Records → typed Arrow tables, one per schema table, with load metadata.
+
+A page of Centra records becomes one Arrow table per table of its stream (parent and
+children), typed by `schema.py` through the converters in `centra/quirks.py`. Alongside it:
+- `_raw` (parent rows): the record's JSON exactly as Centra sent it, so the lake is the record;
+- `_hash`: a hash of that text, to tell changed records from unchanged ones;
+- `_extra`: the fields no column maps, per row (custom attributes, new Centra fields);
+- `_seq`: the record's position in the load, which child rows share with their parent row,
+  so a record that appears twice in one load (offset paging over a changing result set)
+  is de-duplicated together with its children.
+Unmapped fields are also reported as schema drift; values that do not fit their column raise
+`TypeDrift` with the table, column and record (never a silent wrong value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from centra_pipeline.centra import quirks
+from centra_pipeline.centra.jsonstream import RawRecord
+from centra_pipeline.centra.quirks import Coercions, TypeDrift
+from centra_pipeline.schema import BIGINT, BOOL, DOUBLE, JSON, TEXT, TS, Column, Stream, Table
+
+
+class MissingKey(ValueError):
+    """A record lacks its primary key, so it cannot be merged."""
+
+
+def arrow_type(sql_type: str) -> pa.DataType:
+    if sql_type == BIGINT:
+        return pa.int64()
+    if sql_type in (TEXT, JSON):
+        return pa.string()
+    if sql_type == TS:
+        return pa.timestamp("us", tz="UTC")
+    if sql_type == BOOL:
+        return pa.bool_()
+    if sql_type == DOUBLE:
+        return pa.float64()
+    if sql_type.startswith("DECIMAL("):
+        precision, scale = (int(x) for x in sql_type[8:-1].split(","))
+        return pa.decimal128(precision, scale)
+    raise ValueError(f"no Arrow type for {sql_type}")
+
+
+def lake_schema(table: Table) -> pa.Schema:
+    fields = [pa.field(col.name, arrow_type(col.type)) for col in table.columns]
+    fields += [
+        pa.field("_load_id", pa.string()),
+        pa.field("_extracted_at", pa.timestamp("us", tz="UTC")),
+        pa.field("_seq", pa.int64()),
+    ]
+    if table.is_parent:
+        fields.append(pa.field("_hash", pa.string()))
+    fields.append(pa.field("_extra", pa.string()))
+    if table.is_parent:
+        fields.append(pa.field("_raw", pa.string()))
+    return pa.schema(fields)
+
+
+@dataclass
+class Drift:
+    """Fields seen that no column maps: `table.field` → count and the JSON types seen."""
+
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, table: str, name: str, value: Any) -> None:
+        entry = self.fields.setdefault(f"{table}.{name}", {"count": 0, "types": []})
+        entry["count"] += 1
+        kind = type(value).__name__
+        if kind not in entry["types"]:
+            entry["types"].append(kind)
+
+    def merge(self, other: Drift) -> None:
+        for key, entry in other.fields.items():
+            mine = self.fields.setdefault(key, {"count": 0, "types": []})
+            mine["count"] += entry["count"]
+            for kind in entry["types"]:
+                if kind not in mine["types"]:
+                    mine["types"].append(kind)
+
+
+@dataclass
+class Batch:
+    tables: dict[str, pa.Table]
+    records: int
+    drift: Drift
+    coercions: Coercions
+
+
+def record_hash(raw: str) -> str:
+    return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _convert(column: Column, values: list[Any], tz: str, coercions: Coercions,
+             keys: Sequence[Any] | None, table: str) -> pa.Array:
+    name = f"{table}.{column.name}"
+    if column.transform is not None:
+        values = [column.transform(v) for v in values]
+    t = column.type
+    if t == BIGINT:
+        return quirks.column_int(name, values, coercions, keys)
+    if t == TEXT:
+        return quirks.column_str(name, values, coercions, keys)
+    if t == JSON:
+        return quirks.column_json(name, values, coercions, keys)
+    if t == TS:
+        return quirks.column_timestamp(name, values, coercions, tz, keys)
+    if t == BOOL:
+        return quirks.column_bool(name, values, coercions, keys)
+    if t == DOUBLE:
+        return quirks.column_float(name, values, coercions, keys)
+    if t.startswith("DECIMAL("):
+        precision, scale = (int(x) for x in t[8:-1].split(","))
+        return quirks.column_decimal(name, values, coercions, precision, scale, keys)
+    raise ValueError(f"unsupported type {t}")
+
+
+def _extras(table: Table, rows: list[dict[str, Any]], drift: Drift) -> list[str | None]:
+    seen: set[str] = set()
+    for row in rows:
+        seen.update(row.keys())
+    unknown = seen - table.known_keys()
+    if not unknown:
+        return [None] * len(rows)
+    out: list[str | None] = []
+    for row in rows:
+        extra = {k: row[k] for k in unknown if k in row}
+        for k, v in extra.items():
+            drift.add(table.name, k, v)
+        out.append(json.dumps(extra, separators=(",", ":"), ensure_ascii=False) if extra else None)
+    return out
+
+
+def flatten(
+    stream: Stream,
+    records: Sequence[RawRecord],
+    *,
+    load_id: str,
+    extracted_at: datetime,
+    seq_start: int,
+    tz: str,
+) -> Batch:
+    """Flatten one page (or any list of records fetched at `extracted_at`)."""
+    drift = Drift()
+    coercions = Coercions()
+    n = len(records)
+    seqs = list(range(seq_start, seq_start + n))
+    tables: dict[str, pa.Table] = {}
+    parent = stream.parent
+    parent_rows: list[dict[str, Any]] = []
+    for record in records:
+        parent_rows.extend(parent.rows(record.obj))
+    pk_source = parent.columns[0].source
+    assert pk_source is not None
+    parent_keys = [row.get(pk_source) for row in parent_rows]
+    for i, key in enumerate(parent_keys):
+        if key is None or key == "":
+            raise MissingKey(
+                f"{stream.name}: record {seq_start + i} has no `{pk_source}` "
+                f"(primary key of {parent.name}); it cannot be merged"
+            )
+
+    for table in stream.tables:
+        if table.is_parent:
+            rows = parent_rows
+            row_seqs = seqs
+        else:
+            rows = []
+            row_seqs = []
+            for seq, record in zip(seqs, records, strict=True):
+                children = table.rows(record.obj)
+                rows.extend(children)
+                row_seqs.extend([seq] * len(children))
+        keys = [parent_keys[s - seq_start] for s in row_seqs]
+        arrays = [_convert(col, [row.get(col.source) for row in rows], tz, coercions, keys,
+                           table.name)
+                  for col in table.columns]
+        for col, array in zip(table.columns, arrays, strict=True):
+            if col.name in table.primary_key and array.null_count:
+                idx = next(i for i, v in enumerate(array.to_pylist()) if v is None)
+                raise MissingKey(
+                    f"{table.name}: a row of record {keys[idx]} has no {col.name} "
+                    f"(`{col.source}`), part of the primary key"
+                )
+        m = len(rows)
+        arrays.append(pa.array([load_id] * m, pa.string()))
+        arrays.append(pa.array([extracted_at] * m, pa.timestamp("us", tz="UTC")))
+        arrays.append(pa.array(row_seqs, pa.int64()))
+        if table.is_parent:
+            arrays.append(pa.array([record_hash(r.raw) for r in records], pa.string()))
+        arrays.append(pa.array(_extras(table, rows, drift), pa.string()))
+        if table.is_parent:
+            arrays.append(pa.array([r.raw for r in records], pa.string()))
+        tables[table.name] = pa.Table.from_arrays(arrays, schema=lake_schema(table))
+    return Batch(tables=tables, records=n, drift=drift, coercions=coercions)
+
+
+__all__ = ["Batch", "Drift", "MissingKey", "TypeDrift", "arrow_type", "flatten", "lake_schema"]

@@ -1,0 +1,534 @@
+"""The warehouse: the pipeline's private DuckDB file with the current state of every table,
+the sync state (cursors) and the load log; and the analyst snapshot published from it.
+
+Invariants this module keeps (DESIGN.md §3):
+- Cursor and data commit in one transaction: `merge_load` writes a load's rows, its child
+  rows, the stream's cursor and the load log entry, then commits (1, nothing is lost).
+- Idempotent merges (2): a batch is de-duplicated on its primary key first (latest fetch
+  wins, ties by position), then a row replaces the stored one only if it was fetched no
+  earlier and differs. Merging the same load twice, or loads out of order, converges.
+  Child rows are replaced together with their parent row.
+- One writer (4): every connection is taken under a file lock next to the database, exclusive
+  for writers and shared for readers, and closed before the lock is released. Runs queue on
+  the lock (with a log line saying so); nothing races for DuckDB's own file lock.
+  Analysts read a copy, `centra.duckdb`, replaced atomically after each successful run.
+
+DuckDB writes the file in the storage format of DuckDB 1.5 (`storage_compatibility_version`)
+so the published copy opens in DuckDB 1.5 and newer clients.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from centra_pipeline.lake import LoadManifest
+from centra_pipeline.schema import (
+    META_TYPES,
+    STREAMS,
+    TABLES,
+    Stream,
+    Table,
+    warehouse_meta,
+)
+
+log = logging.getLogger("centra_pipeline.warehouse")
+
+STORAGE_COMPATIBILITY = "v1.5.0"
+CURSOR_MODES = frozenset({"incremental", "full_refresh"})
+
+
+class WarehouseBusy(TimeoutError):
+    """Another run held the warehouse lock for longer than we were willing to wait."""
+
+
+@dataclass
+class StreamState:
+    stream: str
+    cursor: str | None = None
+    updated_at: datetime | None = None
+    last_load_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MergeResult:
+    load_id: str
+    stream: str
+    mode: str
+    staged: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    missing: int = 0
+    child_rows: dict[str, int] = field(default_factory=dict)
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    seconds: float = 0.0
+    skipped: bool = False  # already merged earlier
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_list(values: list[Any]) -> str:
+    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
+
+
+def table_ddl(table: Table) -> str:
+    cols = [f"{q(col.name)} {col.type}" for col in table.columns]
+    cols += [f"{q(meta)} {META_TYPES[meta]}" for meta in warehouse_meta(table)]
+    return f"CREATE TABLE IF NOT EXISTS main.{q(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+PIPELINE_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS pipeline",
+    """CREATE TABLE IF NOT EXISTS pipeline.sync_state (
+        stream VARCHAR PRIMARY KEY,
+        cursor VARCHAR,
+        updated_at TIMESTAMPTZ,
+        last_load_id VARCHAR,
+        extra JSON
+    )""",
+    """CREATE TABLE IF NOT EXISTS pipeline.load_log (
+        load_id VARCHAR,
+        stream VARCHAR,
+        mode VARCHAR,
+        extracted_from TIMESTAMPTZ,
+        extracted_to TIMESTAMPTZ,
+        merged_at TIMESTAMPTZ,
+        window_read JSON,
+        cursor_before VARCHAR,
+        cursor_after VARCHAR,
+        records_fetched BIGINT,
+        rows_staged BIGINT,
+        rows_new BIGINT,
+        rows_updated BIGINT,
+        rows_unchanged BIGINT,
+        rows_stale BIGINT,
+        rows_missing BIGINT,
+        child_rows JSON,
+        requests BIGINT,
+        retries BIGINT,
+        bytes BIGINT,
+        drift JSON,
+        coercions JSON,
+        lake_path VARCHAR
+    )""",
+    """CREATE TABLE IF NOT EXISTS pipeline.schema_drift (
+        stream VARCHAR,
+        field VARCHAR,
+        json_types VARCHAR,
+        occurrences BIGINT,
+        first_load_id VARCHAR,
+        last_load_id VARCHAR,
+        first_seen TIMESTAMPTZ,
+        last_seen TIMESTAMPTZ
+    )""",
+]
+
+
+class Warehouse:
+    def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 2,
+                 lock_timeout: float = 3600.0) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.lock_timeout = lock_timeout
+
+    # --- connections under the lock --------------------------------------------------------
+    @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")  # noqa: SIM115 - closed in finally
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("warehouse %s is in use by another run; waiting for it to finish",
+                         "writer lock" if exclusive else "read lock")
+                deadline = time.monotonic() + self.lock_timeout
+                while True:
+                    try:
+                        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise WarehouseBusy(
+                                f"the warehouse stayed locked by another run for "
+                                f"{self.lock_timeout:.0f} s ({self.lock_path})"
+                            ) from None
+                        time.sleep(0.2)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        config: dict[str, Any] = {
+            "memory_limit": self.memory_limit,
+            "threads": self.threads,
+            "preserve_insertion_order": False,
+        }
+        if not read_only:
+            config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
+            config["temp_directory"] = str(self.path.parent / "duckdb_tmp")
+        return duckdb.connect(str(self.path), read_only=read_only, config=config)
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._locked(exclusive=True):
+            con = self._connect(read_only=False)
+            try:
+                ensure_schema(con)
+                yield con
+            finally:
+                con.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A read-only connection, or None if the warehouse does not exist yet."""
+        with self._locked(exclusive=False):
+            if not self.path.exists():
+                yield None
+                return
+            con = self._connect(read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    # --- state -------------------------------------------------------------------------------
+    def state(self, stream: str) -> StreamState:
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "sync_state"):
+                return StreamState(stream)
+            return _read_state(con, stream)
+
+    def all_states(self) -> list[StreamState]:
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "sync_state"):
+                return [StreamState(name) for name in STREAMS]
+            return [_read_state(con, name) for name in STREAMS]
+
+    def reset_state(self, stream: str) -> StreamState:
+        """Forget a stream's cursor: its next run reads everything. Data stays."""
+        if stream not in STREAMS:
+            raise ValueError(f"unknown stream {stream!r}; streams are {', '.join(STREAMS)}")
+        with self.writer() as con:
+            before = _read_state(con, stream)
+            con.execute("DELETE FROM pipeline.sync_state WHERE stream = ?", [stream])
+        return before
+
+    def merged_load_ids(self, stream: str) -> set[str]:
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "load_log"):
+                return set()
+            rows = con.execute("SELECT load_id FROM pipeline.load_log WHERE stream = ?",
+                               [stream]).fetchall()
+        return {r[0] for r in rows}
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        with self.reader() as con:
+            if con is None:
+                return []
+            return con.execute(sql, params or []).fetchall()
+
+    def key_hashes(self, table: str) -> dict[Any, str]:
+        """Primary key → `_hash` of present rows (the catalogue's change detection)."""
+        spec = TABLES[table]
+        (pk,) = spec.primary_key
+        with self.reader() as con:
+            if con is None or not _has_table(con, "main", table):
+                return {}
+            rows = con.execute(
+                f"SELECT {q(pk)}, _hash FROM main.{q(table)} WHERE _missing_since IS NULL"
+            ).fetchall()
+        return dict(rows)
+
+    # --- merge -----------------------------------------------------------------------------
+    def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
+        """Merge complete lake loads, oldest first, each in its own transaction."""
+        results = []
+        if not manifests:
+            return results
+        with self.writer() as con:
+            for manifest in sorted(manifests, key=lambda m: m.load_id):
+                results.append(merge_load(con, manifest))
+        return results
+
+    # --- publish ---------------------------------------------------------------------------
+    def publish(self, snapshot_path: Path) -> dict[str, Any]:
+        """Copy the warehouse to the analyst snapshot and swap it in atomically.
+
+        Analysts hold the old file open (or not) without noticing: `os.replace` swaps the
+        directory entry, an open connection keeps reading the old inode, and a reconnect
+        sees the new data. We never open the snapshot, so an analyst never blocks us.
+        """
+        snapshot_path = Path(snapshot_path)
+        snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        tmp = snapshot_path.with_name(f".{snapshot_path.name}.tmp-{os.getpid()}")
+        with self._locked(exclusive=True):
+            con = self._connect(read_only=False)
+            try:
+                ensure_schema(con)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            wal = self.path.with_name(self.path.name + ".wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise RuntimeError(f"{wal} still holds changes after a checkpoint; not publishing")
+            shutil.copyfile(self.path, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, snapshot_path)
+        dir_fd = os.open(snapshot_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return {
+            "path": str(snapshot_path),
+            "bytes": snapshot_path.stat().st_size,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name],
+    ).fetchone()[0])
+
+
+def _read_state(con: duckdb.DuckDBPyConnection, stream: str) -> StreamState:
+    row = con.execute(
+        "SELECT cursor, updated_at, last_load_id, extra FROM pipeline.sync_state WHERE stream = ?",
+        [stream],
+    ).fetchone()
+    if row is None:
+        return StreamState(stream)
+    return StreamState(stream, row[0], row[1], row[2], json.loads(row[3]) if row[3] else {})
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create what is missing; add columns that the schema gained since the table was made."""
+    for statement in PIPELINE_DDL:
+        con.execute(statement)
+    existing: dict[str, set[str]] = {}
+    for table_name, column_name in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'main'"
+    ).fetchall():
+        existing.setdefault(table_name, set()).add(column_name)
+    for table in TABLES.values():
+        if table.name not in existing:
+            con.execute(table_ddl(table))
+            continue
+        wanted = [(col.name, col.type) for col in table.columns]
+        wanted += [(meta, META_TYPES[meta]) for meta in warehouse_meta(table)]
+        for name, type_ in wanted:
+            if name not in existing[table.name]:
+                con.execute(f"ALTER TABLE main.{q(table.name)} ADD COLUMN {q(name)} {type_}")
+
+
+def _columns(table: Table) -> list[str]:
+    return [col.name for col in table.columns] + list(warehouse_meta(table))
+
+
+def _select_list(table: Table, alias: str) -> str:
+    parts = []
+    for name in _columns(table):
+        if name == "_missing_since":
+            parts.append("NULL::TIMESTAMPTZ")
+        else:
+            parts.append(f"{alias}.{q(name)}")
+    return ", ".join(parts)
+
+
+def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeResult:
+    """Merge one load in one transaction: rows, child rows, missing keys, cursor, load log."""
+    started = time.monotonic()
+    stream: Stream = STREAMS[manifest.stream]
+    parent = stream.parent
+    pk = parent.primary_key
+    result = MergeResult(manifest.load_id, manifest.stream, manifest.mode)
+    already = con.execute("SELECT count(*) FROM pipeline.load_log WHERE load_id = ?",
+                          [manifest.load_id]).fetchone()[0]
+    if already:
+        result.skipped = True
+        return result
+    pk_cols = ", ".join(q(k) for k in pk)
+    join_on = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in pk)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        parent_files = manifest.file_paths(parent.name)
+        if parent_files:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE stg AS
+                SELECT * EXCLUDE (_raw) FROM read_parquet({_sql_list(parent_files)})
+                QUALIFY row_number() OVER (PARTITION BY {pk_cols}
+                                           ORDER BY _extracted_at DESC, _seq DESC) = 1"""
+            )
+        else:
+            cols = ", ".join(f"NULL::{c.type} AS {q(c.name)}" for c in parent.columns)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE stg AS SELECT {cols},
+                NULL::VARCHAR AS _load_id, NULL::TIMESTAMPTZ AS _extracted_at,
+                NULL::BIGINT AS _seq, NULL::VARCHAR AS _hash, NULL::VARCHAR AS _extra
+                WHERE false"""
+            )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE win AS
+            SELECT s.*, t.{q(pk[0])} IS NULL AS _is_new
+            FROM stg s LEFT JOIN main.{q(parent.name)} t ON {join_on}
+            WHERE t.{q(pk[0])} IS NULL
+               OR (s._extracted_at >= t._extracted_at
+                   AND (s._hash IS DISTINCT FROM t._hash OR t._missing_since IS NOT NULL))"""
+        )
+        result.staged = con.execute("SELECT count(*) FROM stg").fetchone()[0]
+        result.new, result.updated = con.execute(
+            "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM win"
+        ).fetchone()
+        result.unchanged = con.execute(
+            f"""SELECT count(*) FROM stg s JOIN main.{q(parent.name)} t ON {join_on}
+            WHERE s._hash = t._hash AND t._missing_since IS NULL"""
+        ).fetchone()[0]
+        result.stale = result.staged - result.new - result.updated - result.unchanged
+
+        win_keys = f"SELECT {pk_cols} FROM win"
+        con.execute(
+            f"DELETE FROM main.{q(parent.name)} WHERE ({pk_cols}) IN ({win_keys})"
+        )
+        con.execute(
+            f"INSERT INTO main.{q(parent.name)} ({', '.join(q(c) for c in _columns(parent))}) "
+            f"SELECT {_select_list(parent, 'win')} FROM win"
+        )
+        for child in stream.children:
+            result.child_rows[child.name] = _merge_child(con, manifest, child, parent)
+
+        if manifest.missing_keys:
+            result.missing = _mark_missing(con, parent, manifest)
+
+        state = _read_state(con, stream.name)
+        result.cursor_before = state.cursor
+        result.cursor_after = state.cursor
+        if manifest.mode in CURSOR_MODES and manifest.cursor_after is not None:
+            new_cursor = (manifest.cursor_after if state.cursor is None
+                          else max(state.cursor, manifest.cursor_after))
+            result.cursor_after = new_cursor
+            con.execute(
+                """INSERT INTO pipeline.sync_state (stream, cursor, updated_at, last_load_id, extra)
+                VALUES (?, ?, now(), ?, NULL)
+                ON CONFLICT (stream) DO UPDATE SET cursor = excluded.cursor,
+                    updated_at = excluded.updated_at, last_load_id = excluded.last_load_id""",
+                [stream.name, new_cursor, manifest.load_id],
+            )
+        _record_drift(con, manifest)
+        result.seconds = time.monotonic() - started
+        con.execute(
+            """INSERT INTO pipeline.load_log VALUES
+            (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                manifest.load_id, manifest.stream, manifest.mode, manifest.started_at,
+                manifest.finished_at, json.dumps(manifest.window), result.cursor_before,
+                result.cursor_after, manifest.records, result.staged, result.new,
+                result.updated, result.unchanged, result.stale, result.missing,
+                json.dumps(result.child_rows), manifest.requests, manifest.retries,
+                manifest.bytes, json.dumps(manifest.drift), json.dumps(manifest.coercions),
+                manifest.path,
+            ],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for temp in ("stg", "win", "stg_child"):
+            try:
+                con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+            except duckdb.Error:
+                pass
+    return result
+
+
+def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> int:
+    """Replace the children of every parent row that won, with the children of its record."""
+    files = manifest.file_paths(child.name)
+    parent_cols = ", ".join(q(k) for k in child.parent_key)
+    child_pk = ", ".join(q(k) for k in child.primary_key)
+    link = " AND ".join(f"c.{q(ck)} = w.{q(pk)}"
+                        for ck, pk in zip(child.parent_key, parent.primary_key, strict=True))
+    con.execute(
+        f"DELETE FROM main.{q(child.name)} WHERE ({parent_cols}) IN "
+        f"(SELECT {', '.join(q(k) for k in parent.primary_key)} FROM win)"
+    )
+    if not files:
+        return 0
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE stg_child AS
+        SELECT c.* FROM read_parquet({_sql_list(files)}) c
+        JOIN win w ON {link} AND c._seq = w._seq
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(f"c.{q(k)}" for k in child.primary_key)}
+                                   ORDER BY c._seq DESC) = 1"""
+    )
+    # A child key that moved to another parent must not survive under the old one.
+    con.execute(
+        f"DELETE FROM main.{q(child.name)} WHERE ({child_pk}) IN "
+        f"(SELECT {child_pk} FROM stg_child)"
+    )
+    con.execute(
+        f"INSERT INTO main.{q(child.name)} ({', '.join(q(c) for c in _columns(child))}) "
+        f"SELECT {_select_list(child, 'stg_child')} FROM stg_child"
+    )
+    return con.execute("SELECT count(*) FROM stg_child").fetchone()[0]
+
+
+def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
+    (pk,) = parent.primary_key
+    keys = [int(k) for k in manifest.missing_keys]
+    con.execute("CREATE OR REPLACE TEMP TABLE missing_keys (k BIGINT)")
+    con.executemany("INSERT INTO missing_keys VALUES (?)", [[k] for k in keys])
+    count = con.execute(
+        f"""UPDATE main.{q(parent.name)} SET _missing_since = ?::TIMESTAMPTZ
+        WHERE {q(pk)} IN (SELECT k FROM missing_keys) AND _missing_since IS NULL
+          AND _extracted_at <= ?::TIMESTAMPTZ""",
+        # Only rows read before this load looked for them: a newer read wins.
+        [manifest.finished_at or datetime.now(UTC).isoformat(),
+         manifest.finished_at or datetime.now(UTC).isoformat()],
+    ).fetchone()[0]
+    con.execute("DROP TABLE temp.missing_keys")
+    return count
+
+
+def _record_drift(con, manifest: LoadManifest) -> None:
+    for name, entry in manifest.drift.items():
+        types = ",".join(entry.get("types", []))
+        updated = con.execute(
+            """UPDATE pipeline.schema_drift SET occurrences = occurrences + ?,
+            last_load_id = ?, last_seen = now(), json_types = ?
+            WHERE stream = ? AND field = ?""",
+            [entry["count"], manifest.load_id, types, manifest.stream, name],
+        ).fetchone()[0]
+        if not updated:
+            con.execute(
+                "INSERT INTO pipeline.schema_drift VALUES (?, ?, ?, ?, ?, ?, now(), now())",
+                [manifest.stream, name, types, entry["count"], manifest.load_id, manifest.load_id],
+            )
