@@ -1,0 +1,70 @@
+"""Jobs and the hourly schedule.
+
+Runs that write the warehouse carry the tag `centra_pipeline/warehouse_writer`; the instance's
+run queue (dagster.yaml) lets one such run in progress at a time, so a webhook refresh that
+arrives during the hourly sync waits its turn instead of failing. Inside a run, streams extract
+in parallel steps and their merges queue on the warehouse lock.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from centra_pipeline.defs.assets import (
+    SNAPSHOT_KEY,
+    STREAM_ASSETS,
+    WAREHOUSE_WRITER_TAG,
+    lake_key,
+    table_key,
+)
+from centra_pipeline.schema import STREAMS
+
+SYNC_JOB_NAME = "centra_sync"
+ORDER_REFRESH_JOB_NAME = "centra_order_refresh"
+HOURLY_SCHEDULE_NAME = "centra_hourly_sync"
+
+# Extraction is I/O-bound: let every stream run at once even on a 2-core machine.
+executor = dg.multiprocess_executor.configured({"max_concurrent": len(STREAMS) + 1})
+
+
+def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
+    names = streams or list(STREAMS)
+    keys = []
+    for name in names:
+        stream = STREAMS[name]
+        keys.append(lake_key(stream))
+        keys.extend(table_key(t) for t in stream.tables)
+    keys.append(SNAPSHOT_KEY)
+    return dg.AssetSelection.assets(*keys)
+
+
+centra_sync_job = dg.define_asset_job(
+    SYNC_JOB_NAME,
+    selection=sync_selection(),
+    description="Incremental sync of every stream from both Centra APIs, then publish the "
+                "analyst snapshot.",
+    tags={WAREHOUSE_WRITER_TAG: "true"},
+    executor_def=executor,
+)
+
+centra_order_refresh_job = dg.define_asset_job(
+    ORDER_REFRESH_JOB_NAME,
+    selection=sync_selection(["orders"]),
+    description="Re-read specific orders by number (GET /orders?order=N), merge them like the "
+                "hourly sync does and republish. Started by centra_order_webhook_sensor.",
+    tags={WAREHOUSE_WRITER_TAG: "true"},
+    executor_def=dg.in_process_executor,
+)
+
+
+def hourly_schedule(default_status: dg.DefaultScheduleStatus) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=HOURLY_SCHEDULE_NAME,
+        job=centra_sync_job,
+        cron_schedule="0 * * * *",
+        default_status=default_status,
+        description="Every hour on the hour: incremental sync of all streams.",
+    )
+
+
+__all__ = ["STREAM_ASSETS", "centra_order_refresh_job", "centra_sync_job", "hourly_schedule"]
