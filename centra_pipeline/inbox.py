@@ -1,0 +1,401 @@
+"""The durable webhook inbox: a SQLite file (WAL mode) between the receiver and the sensor.
+
+The webhook receiver is the one writer; the Dagster sensor reads from another process.
+Centra drops a webhook after at most three retries (centra-api.md §5.5), so the receiver
+answers 2xx only after `store()` has returned, and `store()` returns only after the
+transaction is on disk (WAL, `synchronous=FULL`).
+
+Two levels of de-duplication, because Centra re-sends and re-batches (§5.5):
+
+- a *delivery* is identified by the SHA-256 of its raw body. An identical re-delivery (a
+  retry after a timeout, a replay inside the signature window) stores nothing new; it only
+  bumps `deliveries.redeliveries`.
+- an *event* is identified by `(type, action, object_id, event_date)`. The same event in a
+  different batch is stored once. An event without a `date` cannot be told apart from a
+  later, real change of the same object, so it is never treated as a duplicate (SQLite's
+  UNIQUE lets NULLs differ): a spare refresh is cheap, a lost one is not.
+
+`events.seq` is the sensor's cursor and run key. It only grows (AUTOINCREMENT never reuses a
+value) and, because SQLite has one writer at a time and a seq is allocated inside the
+writing transaction, a reader never sees seq N+1 committed before seq N. It has gaps: an
+insert that hits a duplicate still consumes a value. So `events_after(cursor)` never skips
+an event, and a cursor may point at a seq that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from centra_pipeline.centra.webhook import WebhookEvent
+
+SCHEMA_VERSION = 1
+
+# What Centra documents per event type in "Integration API" mode (centra-api.md §5.3). Every
+# event is stored whatever its type and action; this table only labels what we recognise.
+# Only `order` events lead to work (the sensor refreshes the order by number); the rest are
+# stored and counted, and the hourly sync is their safety net.
+DOCUMENTED_ACTIONS: dict[str, frozenset[str]] = {
+    "order": frozenset({"insert", "update", "delete"}),
+    "shipment": frozenset({"create", "good_to_go"}),
+    "check_first": frozenset({"create", "accepted", "rejected", "timeout"}),
+    "allocation_request": frozenset({"create", "update", "outdated"}),
+    # Triggers Centra offers whose actions it does not list (centra-api.md §8.6).
+    "customer": frozenset(),
+    "return": frozenset(),
+    "account": frozenset(),
+}
+ORDER_REFRESH_TYPES = frozenset({"order"})
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS deliveries (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        body_sha256       TEXT    NOT NULL UNIQUE,  -- hex SHA-256 of the raw request body
+        signed_at         INTEGER NOT NULL,         -- the signature's t= (unix seconds)
+        received_at       TEXT    NOT NULL,         -- first receipt, ISO 8601 UTC
+        event_count       INTEGER NOT NULL,
+        new_events        INTEGER NOT NULL,         -- events first stored by this delivery
+        duplicate_events  INTEGER NOT NULL,         -- events already stored by another one
+        redeliveries      INTEGER NOT NULL DEFAULT 0,  -- identical bodies received again
+        last_received_at  TEXT    NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- the sensor's cursor and run key
+        delivery_id  INTEGER NOT NULL REFERENCES deliveries (id),
+        type         TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        object_id    TEXT    NOT NULL,  -- Centra's `id`; the order number for `order`
+        event_date   TEXT,              -- Centra's `date`, as sent (store-local, no offset)
+        data         TEXT,              -- Centra's `data` as JSON, if the event had one
+        received_at  TEXT    NOT NULL,
+        UNIQUE (type, action, object_id, event_date)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS events_type_seq ON events (type, seq)",
+)
+
+_EVENT_COLUMNS = "seq, delivery_id, type, action, object_id, event_date, data, received_at"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One verified webhook request, ready to store."""
+
+    body_sha256: str
+    signed_at: int
+    events: Sequence[WebhookEvent]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    delivery_id: int
+    new_events: int
+    duplicate_events: int
+    duplicate_delivery: bool
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    seq: int
+    delivery_id: int
+    type: str
+    action: str
+    object_id: str
+    event_date: str | None
+    data: Any
+    received_at: datetime
+
+    @property
+    def recognised(self) -> bool:
+        return self.action in DOCUMENTED_ACTIONS.get(self.type, frozenset())
+
+
+@dataclass(frozen=True)
+class InboxCounts:
+    events: int
+    by_type: dict[str, dict[str, int]]  # type -> action -> stored events
+    unrecognised_events: int  # stored events whose (type, action) Centra does not document
+    deliveries: int
+    duplicate_deliveries: int  # identical bodies received again (sum of redeliveries)
+    duplicate_events: int  # events received again, in a re-delivery or another batch
+    max_seq: int
+    last_received_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "by_type": self.by_type,
+            "unrecognised_events": self.unrecognised_events,
+            "deliveries": self.deliveries,
+            "duplicate_deliveries": self.duplicate_deliveries,
+            "duplicate_events": self.duplicate_events,
+            "max_seq": self.max_seq,
+            "last_received_at": self.last_received_at,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Inbox:
+    """The inbox file. Thread-safe: each thread gets its own SQLite connection.
+
+    `readonly=True` is for the sensor: the schema is still created if missing (so a sensor
+    that starts before the receiver sees an empty inbox, not an error), then the connection
+    refuses writes. In WAL mode readers and the writer never block each other; the busy
+    timeout covers the rare moments two writers (or a schema check) meet.
+    """
+
+    def __init__(
+        self, path: Path | str, *, readonly: bool = False, busy_timeout_seconds: float = 10.0
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._busy_timeout = busy_timeout_seconds
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._open()
+        self._create_schema(conn)
+        self._local.conn = self._finish(conn)
+
+    # Connections ------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._finish(self._open())
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"inbox {self.path} is closed")
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # explicit BEGIN/COMMIT below
+                check_same_thread=False,  # close() may run on another thread
+            )
+            self._connections.append(conn)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is fsynced to the WAL before it returns, so the 2xx we answer
+        # after store() survives a power cut, not only a process crash.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _finish(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        if self.readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"inbox {self.path} has schema version {version}; this code knows "
+                    f"{SCHEMA_VERSION}. Upgrade centra-pipeline or point CENTRA_DATA_DIR "
+                    "elsewhere."
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Writer -----------------------------------------------------------------------------
+    def store(
+        self, raw_body_sha256: str, signed_at: int, events: Sequence[WebhookEvent]
+    ) -> StoreResult:
+        """Store one delivery in one transaction; durable when this returns."""
+        return self.store_many([Delivery(raw_body_sha256, signed_at, events)])[0]
+
+    def store_many(self, deliveries: Sequence[Delivery]) -> list[StoreResult]:
+        """Store several deliveries in one transaction (one fsync): the receiver's group commit.
+
+        All or nothing: if anything fails, no delivery of the batch is stored and the error
+        propagates (the receiver then answers 503 to each of them and Centra retries).
+        """
+        conn = self._connection()
+        received_at = _now()
+        results: list[StoreResult] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for delivery in deliveries:
+                results.append(self._store_one(conn, delivery, received_at))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _store_one(conn: sqlite3.Connection, delivery: Delivery, received_at: str) -> StoreResult:
+        events = delivery.events
+        row = conn.execute(
+            "SELECT id FROM deliveries WHERE body_sha256 = ?", (delivery.body_sha256,)
+        ).fetchone()
+        if row is not None:
+            conn.execute(
+                "UPDATE deliveries SET redeliveries = redeliveries + 1, last_received_at = ? "
+                "WHERE id = ?",
+                (received_at, row[0]),
+            )
+            return StoreResult(row[0], 0, len(events), duplicate_delivery=True)
+        delivery_id = conn.execute(
+            "INSERT INTO deliveries (body_sha256, signed_at, received_at, event_count, "
+            "new_events, duplicate_events, last_received_at) VALUES (?, ?, ?, ?, 0, 0, ?)",
+            (delivery.body_sha256, delivery.signed_at, received_at, len(events), received_at),
+        ).lastrowid
+        assert delivery_id is not None
+        new_events = 0
+        if events:
+            new_events = conn.executemany(
+                "INSERT INTO events (delivery_id, type, action, object_id, event_date, data, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        delivery_id,
+                        event.type,
+                        event.action,
+                        event.id,
+                        event.date,
+                        None if event.data is None else json.dumps(event.data),
+                        received_at,
+                    )
+                    for event in events
+                ],
+            ).rowcount
+        duplicate_events = len(events) - new_events
+        conn.execute(
+            "UPDATE deliveries SET new_events = ?, duplicate_events = ? WHERE id = ?",
+            (new_events, duplicate_events, delivery_id),
+        )
+        return StoreResult(delivery_id, new_events, duplicate_events, duplicate_delivery=False)
+
+    # Readers (the sensor) -----------------------------------------------------------------
+    def events_after(
+        self, seq: int, limit: int = 1000, types: Iterable[str] | None = None
+    ) -> list[InboxEvent]:
+        """Up to `limit` events with a seq greater than `seq`, oldest first."""
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        where, params = _filter(seq, types)
+        rows = self._connection().execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+        return [_event(row) for row in rows]
+
+    def max_seq(self) -> int:
+        """The highest seq stored, 0 for an empty inbox (a cursor that starts at the start)."""
+        return self._connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+
+    def pending_count(self, after_seq: int, types: Iterable[str] | None = None) -> int:
+        where, params = _filter(after_seq, types)
+        query = f"SELECT count(*) FROM events WHERE {where}"  # noqa: S608
+        return self._connection().execute(query, params).fetchone()[0]
+
+    def oldest_pending(
+        self, after_seq: int, types: Iterable[str] | None = None
+    ) -> InboxEvent | None:
+        """The first event after the cursor; `now - .received_at` is the sensor's lag."""
+        events = self.events_after(after_seq, limit=1, types=types)
+        return events[0] if events else None
+
+    def counts(self) -> InboxCounts:
+        conn = self._connection()
+        conn.execute("BEGIN")  # one snapshot for all three queries
+        try:
+            by_type: dict[str, dict[str, int]] = {}
+            total = unrecognised = 0
+            for kind, action, count in conn.execute(
+                "SELECT type, action, count(*) FROM events GROUP BY type, action"
+            ):
+                by_type.setdefault(kind, {})[action] = count
+                total += count
+                if action not in DOCUMENTED_ACTIONS.get(kind, frozenset()):
+                    unrecognised += count
+            deliveries, redeliveries, duplicate_events, last_received_at = conn.execute(
+                "SELECT count(*), coalesce(sum(redeliveries), 0), "
+                "coalesce(sum(duplicate_events + redeliveries * event_count), 0), "
+                "max(last_received_at) FROM deliveries"
+            ).fetchone()
+            max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        return InboxCounts(
+            events=total,
+            by_type=by_type,
+            unrecognised_events=unrecognised,
+            deliveries=deliveries,
+            duplicate_deliveries=redeliveries,
+            duplicate_events=duplicate_events,
+            max_seq=max_seq,
+            last_received_at=last_received_at,
+        )
+
+
+def _filter(after_seq: int, types: Iterable[str] | None) -> tuple[str, tuple[Any, ...]]:
+    if types is None:
+        return "seq > ?", (after_seq,)
+    wanted = tuple(dict.fromkeys(types))
+    if not wanted:
+        return "0", ()
+    placeholders = ", ".join("?" * len(wanted))
+    return f"seq > ? AND type IN ({placeholders})", (after_seq, *wanted)
+
+
+def _event(row: tuple[Any, ...]) -> InboxEvent:
+    seq, delivery_id, kind, action, object_id, event_date, data, received_at = row
+    return InboxEvent(
+        seq=seq,
+        delivery_id=delivery_id,
+        type=kind,
+        action=action,
+        object_id=object_id,
+        event_date=event_date,
+        data=None if data is None else json.loads(data),
+        received_at=datetime.fromisoformat(received_at),
+    )
+
+
+__all__ = [
+    "DOCUMENTED_ACTIONS",
+    "ORDER_REFRESH_TYPES",
+    "Delivery",
+    "Inbox",
+    "InboxCounts",
+    "InboxEvent",
+    "StoreResult",
+]
