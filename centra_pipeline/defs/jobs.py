@@ -52,16 +52,17 @@ centra_order_refresh_job = dg.define_asset_job(
     selection=sync_selection(["orders"]),
     description="Re-read specific orders by number (GET /orders?order=N), merge them like the "
                 "hourly sync does and republish. Started by centra_order_webhook_sensor.",
-    tags={WAREHOUSE_WRITER_TAG: "true"},
+    tags={WAREHOUSE_WRITER_TAG: "true", "dagster/max_retries": "2"},
     executor_def=dg.in_process_executor,
 )
 
 
-def hourly_schedule(default_status: dg.DefaultScheduleStatus) -> dg.ScheduleDefinition:
+def hourly_schedule(default_status: dg.DefaultScheduleStatus,
+                    cron: str = "0 * * * *") -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name=HOURLY_SCHEDULE_NAME,
         job=centra_sync_job,
-        cron_schedule="0 * * * *",
+        cron_schedule=cron,
         default_status=default_status,
         description="Every hour on the hour: incremental sync of all streams.",
     )

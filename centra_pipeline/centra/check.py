@@ -1,0 +1,145 @@
+"""`centra-pipeline check`: is each API and each endpoint the pipeline uses reachable with the
+configured key? For every failure, say exactly what to fix in the environment or in the
+Centra plugin's settings. One small request per endpoint (`limit=1`), short retry budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from centra_pipeline.centra.errors import (
+    CentraAuthError,
+    CentraConnectionError,
+    CentraEndpointNotAllowed,
+    CentraError,
+    CentraURLError,
+)
+from centra_pipeline.centra.http import HttpConfig
+from centra_pipeline.centra.order_api import (
+    ENDPOINT_CUSTOMER,
+    ENDPOINT_CUSTOMERS,
+    ENDPOINT_ORDERS,
+    ENDPOINT_PRODUCTS,
+    ENDPOINT_RETURNS,
+    ENDPOINT_STOCK,
+    OrderApi,
+)
+from centra_pipeline.centra.shop_api import ENDPOINT_PRODUCTS_FILTER, ShopApi
+from centra_pipeline.settings import (
+    ENV_ORDER_API_KEY,
+    ENV_ORDER_API_URL,
+    ENV_SHOP_API_KEY,
+    ENV_SHOP_API_URL,
+    ENV_WEBHOOK_SECRET,
+    Settings,
+)
+
+CHECK_HTTP = HttpConfig(connect_timeout=5, read_timeout=20, max_attempts=3,
+                        max_retry_seconds=15, max_requests_per_second=5)
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    api: str
+    what: str
+    ok: bool
+    message: str
+
+
+def _probe(api: str, endpoint: str, call: Callable[[], Any]) -> CheckLine:
+    started = time.monotonic()
+    try:
+        detail = call()
+    except CentraEndpointNotAllowed as exc:
+        return CheckLine(api, endpoint, False, str(exc))
+    except (CentraAuthError, CentraURLError, CentraConnectionError, CentraError) as exc:
+        return CheckLine(api, endpoint, False, str(exc))
+    ms = (time.monotonic() - started) * 1000
+    return CheckLine(api, endpoint, True, f"OK ({detail}, {ms:.0f} ms)")
+
+
+def _first_page(pages) -> str:
+    page = next(iter(pages))
+    return f"{len(page.records)} record{'s' if len(page.records) != 1 else ''} in a limit=1 read"
+
+
+def run_checks(settings: Settings) -> list[CheckLine]:
+    lines: list[CheckLine] = []
+    missing = settings.missing_order_api()
+    if missing:
+        lines.append(CheckLine("Order API", "configuration", False,
+                               f"set {' and '.join(missing)} (the Order API plugin's endpoint "
+                               "URL and secret)"))
+    else:
+        api = OrderApi.connect(settings.order_api_url or "", settings.order_api_key or "",
+                               config=CHECK_HTTP, page_size=1)
+        try:
+            first = _probe("Order API", ENDPOINT_ORDERS, lambda: _first_page(api.iter_orders()))
+            lines.append(first)
+            if first.ok or "not allow" in first.message:
+                lines.append(_probe("Order API", ENDPOINT_RETURNS,
+                                    lambda: _first_page(api.iter_returns())))
+                customer_ids: list[Any] = []
+
+                def customers() -> str:
+                    page = next(iter(api.iter_customers()))
+                    customer_ids.extend(r.obj.get("customerId") for r in page.records)
+                    return f"{len(page.records)} record(s) in a limit=1 read"
+
+                lines.append(_probe("Order API", ENDPOINT_CUSTOMERS, customers))
+                if customer_ids:
+                    lines.append(_probe(
+                        "Order API", ENDPOINT_CUSTOMER,
+                        lambda: "found" if api.get_customer(customer_ids[0]) else "not found"))
+                else:
+                    lines.append(CheckLine("Order API", ENDPOINT_CUSTOMER, True,
+                                           "skipped (no customer to look up)"))
+                lines.append(_probe("Order API", ENDPOINT_PRODUCTS,
+                                    lambda: _first_page(api.iter_products())))
+                lines.append(_probe("Order API", ENDPOINT_STOCK,
+                                    lambda: _first_page(api.iter_stock())))
+        finally:
+            api.close()
+
+    missing = settings.missing_shop_api()
+    if missing:
+        lines.append(CheckLine("Shop API", "configuration", False,
+                               f"set {' and '.join(missing)} (the Shop API plugin's endpoint "
+                               "URL and secret)"))
+    else:
+        shop = ShopApi.connect(settings.shop_api_url or "", settings.shop_api_key or "",
+                               config=CHECK_HTTP, page_size=1)
+        try:
+            lines.append(_probe("Shop API", ENDPOINT_PRODUCTS_FILTER,
+                                lambda: _first_page(shop.iter_products())))
+        finally:
+            shop.close()
+
+    if settings.webhook_secret:
+        lines.append(CheckLine("Webhook", ENV_WEBHOOK_SECRET, True, "OK (set)"))
+    else:
+        lines.append(CheckLine(
+            "Webhook", ENV_WEBHOOK_SECRET, False,
+            f"set {ENV_WEBHOOK_SECRET} to the endpoint secret of the Centra Webhook plugin "
+            "(version 'Integration API', Order trigger on); without it the webhook receiver "
+            "refuses to start and changes to old orders wait for the hourly lookback"))
+    return lines
+
+
+def format_lines(lines: list[CheckLine]) -> str:
+    width = max(len(f"{line.api} {line.what}") for line in lines) if lines else 0
+    out = []
+    for line in lines:
+        label = f"{line.api} {line.what}"
+        status = "ok  " if line.ok else "FIX "
+        out.append(f"{status} {label:<{width}}  {line.message}")
+    return "\n".join(out)
+
+
+__all__ = [
+    "ENV_ORDER_API_KEY", "ENV_ORDER_API_URL", "ENV_SHOP_API_KEY", "ENV_SHOP_API_URL",
+    "CheckLine", "format_lines", "run_checks",
+]

@@ -1,0 +1,107 @@
+"""`centra_order_webhook_sensor`: turn stored Centra order webhooks into targeted refresh runs.
+
+Cursor in, cursor out: the cursor is the inbox sequence number of the last event that became
+part of a run request. Each tick reads a bounded batch of order events after it, coalesces
+their order numbers (Centra sends the same change several times) and requests one run of the
+refresh job for exactly those orders. The run key is derived from the inbox sequence range,
+so a tick evaluated twice cannot start two runs, and the cursor never moves past an event
+that did not become a run.
+
+An event whose id is not an order number is reported and passed over (it cannot become a
+refresh); `delete` events are refreshed like updates: an order Centra no longer returns is
+marked `_missing_since` in the warehouse rather than deleted (see docs/webhooks.md).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, centra_order_refresh_job
+from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
+from centra_pipeline.settings import Settings
+
+SENSOR_NAME = "centra_order_webhook_sensor"
+MAX_EVENTS_PER_TICK = 5000
+MAX_ORDERS_PER_RUN = 500
+
+
+def plan_refresh(events: list[InboxEvent], max_orders: int = MAX_ORDERS_PER_RUN
+                 ) -> tuple[list[int], int, list[str]]:
+    """Coalesce order events into (order numbers, last seq covered, ids that are not numbers).
+
+    Stops before the event that would add order number `max_orders + 1`, so the cursor only
+    covers events whose orders are in the run.
+    """
+    orders: list[int] = []
+    seen: set[int] = set()
+    invalid: list[str] = []
+    last_seq = 0
+    for event in events:
+        try:
+            number = int(event.object_id)
+        except ValueError:
+            invalid.append(event.object_id)
+            last_seq = event.seq
+            continue
+        if number not in seen:
+            if len(orders) >= max_orders:
+                break
+            seen.add(number)
+            orders.append(number)
+        last_seq = event.seq
+    return orders, last_seq, invalid
+
+
+def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=centra_order_refresh_job,
+        minimum_interval_seconds=5,
+        default_status=default_status,
+        description="Reads Centra order webhooks from the durable inbox and refreshes exactly "
+                    "the orders that changed (GET /orders?order=N), out of schedule.",
+    )
+    def centra_order_webhook_sensor(context: dg.SensorEvaluationContext):
+        settings = Settings.from_env()
+        cursor = int(context.cursor or 0)
+        if not settings.inbox_path.exists():
+            return dg.SkipReason(f"no webhook inbox at {settings.inbox_path} yet (start "
+                                 "`centra-pipeline webhook-server`)")
+        inbox = Inbox(settings.inbox_path, readonly=True)
+        try:
+            events = inbox.events_after(cursor, limit=MAX_EVENTS_PER_TICK,
+                                        types=ORDER_REFRESH_TYPES)
+            if not events:
+                counts = inbox.counts()
+                return dg.SkipReason(
+                    f"no order events after inbox seq {cursor} (inbox: {counts.events} events "
+                    f"in {counts.deliveries} deliveries, newest seq {counts.max_seq})"
+                )
+        finally:
+            inbox.close()
+        orders, last_seq, invalid = plan_refresh(events)
+        if invalid:
+            context.log.warning("skipping %d order events whose id is not an order number: %s",
+                                len(invalid), ", ".join(invalid[:10]))
+        if not orders:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"{len(events)} order events after seq {cursor} had no usable order number"),
+                cursor=str(last_seq),
+            )
+        first_seq = events[0].seq
+        context.log.info("%d order events (seq %d..%d) → refresh of %d orders", len(events),
+                         first_seq, last_seq, len(orders))
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(
+                run_key=f"inbox-{first_seq}-{last_seq}",
+                job_name=ORDER_REFRESH_JOB_NAME,
+                run_config={"ops": {"sync_orders": {"config": {"mode": "refresh",
+                                                               "keys": orders}}}},
+                tags={"centra_pipeline/inbox_seq": f"{first_seq}-{last_seq}",
+                      "centra_pipeline/orders": str(len(orders))},
+            )],
+            cursor=str(last_seq),
+        )
+
+    return centra_order_webhook_sensor

@@ -1,0 +1,155 @@
+"""`centra-pipeline demo`: the bundled emulator on loopback, a full sync into CENTRA_DATA_DIR,
+then a summary, row counts and three queries to try. `--ui` starts the live setup instead
+(emulator ticking, webhook receiver, Dagster UI with schedule and sensor; see dev.py).
+
+The demo never mixes its synthetic store with a real one: it refuses a data directory that
+already holds a warehouse it did not create, and it starts each demo from a clean slate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from centra_pipeline.settings import Settings
+
+MARKER = ".centra-demo"
+DEFAULT_ORDERS = 20_000
+DEMO_TIMEZONE = "Europe/Stockholm"
+
+EXAMPLE_QUERIES = [
+    (
+        "Revenue per month and currency (cancelled orders excluded)",
+        """SELECT date_trunc('month', order_date) AS month, order_currency,
+       count(*) AS orders, sum(grand_total_value) AS revenue
+FROM orders WHERE order_status_name <> 'cancelled'
+GROUP BY ALL ORDER BY month DESC, revenue DESC LIMIT 8""",
+    ),
+    (
+        "Return rate per brand (returned units / sold units)",
+        """SELECT l.brand, sum(l.qty) AS sold,
+       coalesce(sum(r.returned), 0) AS returned,
+       round(100.0 * coalesce(sum(r.returned), 0) / sum(l.qty), 1) AS return_rate_pct
+FROM order_lines l
+LEFT JOIN (SELECT order_line_id, sum(quantity) AS returned
+           FROM return_lines GROUP BY ALL) r ON r.order_line_id = l.line_id
+GROUP BY ALL ORDER BY sold DESC LIMIT 8""",
+    ),
+    (
+        "Top customers by lifetime value, with refunds from completed returns",
+        """SELECT c.customer_id, c.country, count(DISTINCT o.order_id) AS orders,
+       sum(o.grand_total_value) AS gross,
+       (SELECT coalesce(sum(rl.quantity * rl.price), 0)
+          FROM returns r JOIN return_lines rl USING (return_id)
+         WHERE r.customer_id = c.customer_id AND r.completed) AS refunded_items
+FROM customers c JOIN orders o ON o.customer_id = c.customer_id
+GROUP BY ALL ORDER BY gross DESC LIMIT 5""",
+    ),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
+                        help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})")
+    parser.add_argument("--customers", type=int, help="customers (default orders / 5)")
+    parser.add_argument("--products", type=int, help="products (default 300)")
+    parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
+    parser.add_argument("--ui", action="store_true",
+                        help="start the live demo: emulator ticking every few seconds, webhook "
+                             "receiver and the Dagster UI with schedule and sensor on")
+    from centra_pipeline import dev
+
+    dev.add_arguments(parser)  # the --ui options
+
+
+def _prepare_data_dir(settings: Settings) -> str | None:
+    """Clean a previous demo's data; refuse a directory that holds other data."""
+    data = settings.data_dir
+    marker = data / MARKER
+    ours = [settings.lake_dir, settings.warehouse_path.parent, settings.snapshot_path,
+            settings.inbox_path.parent]
+    if settings.warehouse_path.exists() and not marker.exists():
+        return (f"{data} already holds a warehouse that the demo did not create; run the demo "
+                "with another data directory, e.g. CENTRA_DATA_DIR=data/demo centra-pipeline demo")
+    for path in ours:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    data.mkdir(parents=True, exist_ok=True)
+    marker.write_text("this data directory holds the centra-pipeline demo's synthetic store\n")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ui:
+        from centra_pipeline import dev
+
+        return dev.run(args)
+    from centra_pipeline.emulator import Emulator, EmulatorConfig
+    from centra_pipeline.runner import print_summary, run_sync
+
+    if args.orders < 1:
+        print("centra-pipeline: --orders must be at least 1", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    problem = _prepare_data_dir(settings)
+    if problem:
+        print(f"centra-pipeline: {problem}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    config = EmulatorConfig(
+        orders=args.orders, customers=args.customers or max(1, args.orders // 5),
+        products=args.products or 300, seed=args.seed, timezone=DEMO_TIMEZONE,
+    )
+    print(f"Starting the Centra emulator: {config.orders:,} orders, "
+          f"{config.customers:,} customers, {config.products:,} products (seed {config.seed})")
+    with Emulator(config) as emu:
+        os.environ.update({
+            "CENTRA_ORDER_API_URL": emu.order_api_url,
+            "CENTRA_ORDER_API_KEY": emu.order_api_key,
+            "CENTRA_SHOP_API_URL": emu.shop_api_url,
+            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+            "CENTRA_TIMEZONE": DEMO_TIMEZONE,
+            "CENTRA_DATA_DIR": str(settings.data_dir),
+            # The emulator is on loopback: no shared capacity to protect.
+            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+        })
+        print(f"Emulator on {emu.base_url}; syncing into {settings.data_dir}\n")
+        summary = run_sync()
+    print_summary(summary)
+    if not summary.success:
+        return 1
+    _print_tour(settings.snapshot_path, time.monotonic() - started)
+    return 0
+
+
+def _print_tour(snapshot: Path, seconds: float) -> None:
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY table_name").fetchall()]
+        print("\nRows per table in the analyst snapshot:")
+        for name in tables:
+            n = con.execute(f'SELECT count(*) FROM main."{name}"').fetchone()[0]
+            print(f"  {name:<24} {n:>10,}")
+        for title, sql in EXAMPLE_QUERIES:
+            print(f"\n-- {title}\n{sql};")
+            print(con.sql(sql))
+    finally:
+        con.close()
+    rel = os.path.relpath(snapshot)
+    print(f"Demo finished in {seconds:.0f} s.")
+    print("\nQuery it yourself (DuckDB 1.5+ or this project's environment):")
+    print(f'  uv run centra-pipeline query "SELECT order_status_name, count(*) FROM orders '
+          f'GROUP BY ALL"')
+    print(f"  duckdb -readonly {rel}")
+    print("See it live in the Dagster UI (emulator ticking, webhooks, schedule and sensor):")
+    print("  uv run centra-pipeline demo --ui")

@@ -1,0 +1,157 @@
+"""`centra-pipeline dev` (also `centra-pipeline demo --ui`): the whole product, live, locally.
+
+1. the Centra emulator on loopback, sending signed order webhooks to
+2. the webhook receiver (`centra-pipeline webhook-server`, a subprocess), which stores them in
+   the inbox under CENTRA_DATA_DIR;
+3. an initial full sync, so the UI has data and lineage to show;
+4. `dagster dev` (webserver + daemon) with the sync schedule and the webhook sensor on;
+5. the emulator ticking every few seconds: new orders, status moves of old orders, returns,
+   customer and product changes. Each order change becomes a webhook, then a refresh run.
+
+Ctrl-C stops everything. The data directory is prepared like the demo's (never mixed with a
+real store's data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from centra_pipeline.settings import Settings, project_root
+
+DEFAULT_ORDERS = 5_000
+DEFAULT_TICK_SECONDS = 5.0
+DEFAULT_SYNC_CRON = "*/5 * * * *"
+TICK = {"new_orders": 3, "updated_orders": 2, "new_returns": 1, "completed_returns": 1,
+        "updated_customers": 1, "updated_products": 1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    if not any(a.dest == "orders" for a in parser._actions):
+        parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
+                            help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})")
+        parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
+    parser.add_argument("--tick-every", type=float, default=DEFAULT_TICK_SECONDS,
+                        help="seconds between emulator ticks; 0 = never tick "
+                             f"(default {DEFAULT_TICK_SECONDS:g})")
+    parser.add_argument("--ui-port", type=int, default=3000, help="Dagster UI port (3000)")
+    parser.add_argument("--webhook-port", type=int, default=8090,
+                        help="webhook receiver port (8090)")
+    parser.add_argument("--emulator-port", type=int, default=8081, help="emulator port (8081)")
+    parser.add_argument("--sync-cron", default=DEFAULT_SYNC_CRON,
+                        help=f"schedule of the sync in the live demo (default '{DEFAULT_SYNC_CRON}')")
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen | None, name: str) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        print(f"{name} did not stop in 20 s; killing it", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    from centra_pipeline.demo import DEMO_TIMEZONE, _prepare_data_dir
+    from centra_pipeline.emulator import Emulator, EmulatorConfig
+    from centra_pipeline.runner import print_summary, run_sync
+
+    settings = Settings.from_env()
+    problem = _prepare_data_dir(settings)
+    if problem:
+        print(f"centra-pipeline: {problem}", file=sys.stderr)
+        return 2
+    secret = secrets.token_hex(16)
+    webhook_url = f"http://127.0.0.1:{args.webhook_port}/webhooks/centra"
+    config = EmulatorConfig(
+        orders=args.orders, customers=max(1, args.orders // 5), products=200, seed=args.seed,
+        timezone=DEMO_TIMEZONE, port=args.emulator_port, webhook_url=webhook_url,
+        webhook_secret=secret,
+    )
+    receiver = dagster = None
+    stop = threading.Event()
+    with Emulator(config) as emu:
+        env = {
+            **os.environ,
+            "CENTRA_ORDER_API_URL": emu.order_api_url,
+            "CENTRA_ORDER_API_KEY": emu.order_api_key,
+            "CENTRA_SHOP_API_URL": emu.shop_api_url,
+            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+            "CENTRA_WEBHOOK_SECRET": secret,
+            "CENTRA_TIMEZONE": DEMO_TIMEZONE,
+            "CENTRA_DATA_DIR": str(settings.data_dir),
+            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+            "CENTRA_SYNC_CRON": args.sync_cron,
+        }
+        os.environ.update(env)
+        try:
+            print(f"emulator: {emu.base_url} ({config.orders:,} orders)")
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "centra_pipeline.cli", "webhook-server", "--host",
+                 "127.0.0.1", "--port", str(args.webhook_port)],
+                env=env, cwd=project_root(),
+            )
+            _wait_http(f"http://127.0.0.1:{args.webhook_port}/healthz", 30, receiver)
+            print(f"webhook receiver: {webhook_url}")
+            print("initial full sync ...")
+            summary = run_sync()
+            print_summary(summary)
+            dagster = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h",
+                 "127.0.0.1", "-p", str(args.ui_port)],
+                env=env, cwd=project_root(),
+            )
+            _wait_http(f"http://127.0.0.1:{args.ui_port}/server_info", 120, dagster)
+
+            def ticker() -> None:
+                while not stop.wait(args.tick_every):
+                    try:
+                        result = emu.tick(**TICK)
+                    except Exception as exc:  # noqa: BLE001 - keep the demo alive
+                        print(f"tick failed: {exc}", file=sys.stderr)
+                        continue
+                    changed = len(result.get("new_order_ids", [])) + len(
+                        result.get("updated_order_ids", []))
+                    print(f"tick at {result.get('now')}: {changed} orders changed → webhooks",
+                          flush=True)
+
+            if args.tick_every > 0:
+                threading.Thread(target=ticker, name="emulator-ticker", daemon=True).start()
+            print(f"\nDagster UI: http://127.0.0.1:{args.ui_port}  (Ctrl-C stops everything)")
+            print(f"  sync schedule: centra_hourly_sync ({args.sync_cron} in this demo); "
+                  "webhook sensor: centra_order_webhook_sensor")
+            print(f"  analyst snapshot: {settings.snapshot_path}\n")
+            while dagster.poll() is None and receiver.poll() is None:
+                time.sleep(0.5)
+            print("a child process exited; stopping", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping ...")
+            return 0
+        finally:
+            stop.set()
+            _stop(dagster, "dagster dev")
+            _stop(receiver, "webhook receiver")
