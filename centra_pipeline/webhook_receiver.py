@@ -303,7 +303,7 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        logger.info("%s %s: %d", request.method, request.url.path[:200], exc.status_code)
+        logger.info("%s %r: %d", request.method, request.url.path[:200], exc.status_code)
         return JSONResponse(
             {"status": "error", "error": exc.detail.lower().replace(" ", "_")},
             status_code=exc.status_code,

@@ -227,6 +227,8 @@ def test_open_write_transaction_does_not_block_a_reader(tmp_path: Path) -> None:
         started = time.monotonic()
         assert [e.object_id for e in reader.events_after(0)] == ["1"]  # the committed state
         assert reader.counts().deliveries == 1
+        with Inbox(path, readonly=True) as late:  # opening takes no lock either
+            assert late.max_seq() == 1
         assert time.monotonic() - started < 1  # no wait for the busy timeout (10 s)
         raw.execute("ROLLBACK")
 
