@@ -1,0 +1,197 @@
+"""Customers: timestamps and market in numpy arrays, everything else rendered from hashes.
+
+Order addresses are derived from a customer's *base* data (revision 0). A later customer
+update changes the customer record only, never the addresses printed on old orders, so an
+"updated customer" in a tick changes exactly that customer and nothing else.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from .catalog import MARKETS
+from .clock import StoreClock
+from .rand import Hasher, pick_weighted
+
+_FIRST = ("Anna", "Erik", "Maja", "Lucas", "Sofia", "Oscar", "Emma", "Liam", "Olivia", "Noah",
+          "Astrid", "Felix", "Ingrid", "Hugo", "Clara", "Jonas", "Léa", "Mateo", "Åsa",
+          "Nils")  # fmt: skip
+_LAST = ("Andersson", "Johansson", "Schmidt", "Martin", "de Vries", "Rossi", "García", "Smith",
+         "Jensen", "Hansen", "Virtanen", "Lindström", "Berg", "Müller", "Dubois", "Brown",
+         "Nielsen", "Öberg", "Costa", "Parker")  # fmt: skip
+_PLACES: dict[str, tuple[tuple[str, ...], str, str, tuple[str, ...]]] = {
+    # country: (cities, zip pattern, street, states)
+    "SE": (("Stockholm", "Göteborg", "Malmö", "Uppsala"), "### ##", "Storgatan", ()),
+    "DE": (("Berlin", "Hamburg", "München", "Köln"), "#####", "Hauptstraße", ()),
+    "FR": (("Paris", "Lyon", "Marseille"), "#####", "Rue de la Paix", ()),
+    "NL": (("Amsterdam", "Utrecht", "Rotterdam"), "#### AB", "Kerkstraat", ()),
+    "FI": (("Helsinki", "Espoo", "Tampere"), "#####", "Mannerheimintie", ()),
+    "IT": (("Milano", "Roma", "Torino"), "#####", "Via Roma", ()),
+    "ES": (("Madrid", "Barcelona", "Valencia"), "#####", "Calle Mayor", ()),
+    "GB": (("London", "Manchester", "Leeds"), "SW# #AA", "High Street", ()),
+    "US": (("New York", "San Jose", "Austin", "Seattle"), "#####", "Main Street",
+           ("NY", "CA", "TX", "WA")),
+    "DK": (("København", "Aarhus", "Odense"), "####", "Strøget", ()),
+    "NO": (("Oslo", "Bergen", "Trondheim"), "####", "Karl Johans gate", ()),
+}  # fmt: skip
+_DIAL = {"SE": "46", "DE": "49", "FR": "33", "NL": "31", "FI": "358", "IT": "39", "ES": "34",
+         "GB": "44", "US": "1", "DK": "45", "NO": "47"}  # fmt: skip
+_ASCII = str.maketrans({"å": "a", "ä": "a", "ö": "o", "é": "e", "í": "i", "ü": "u", "ø": "o",
+                        "Å": "a", "Ö": "o", " ": ""})  # fmt: skip
+_CONSENT_TEXT = "I want to receive news and offers by e-mail. I can unsubscribe at any time."
+
+
+class CustomerBase(NamedTuple):
+    first: str
+    last: str
+    email: str
+    phone: str
+    address: str
+    zipcode: str
+    city: str
+    state: str
+    country: str
+
+
+class CustomerTable:
+    """Customer ids are 1..n, created in id order."""
+
+    def __init__(
+        self,
+        n: int,
+        hasher: Hasher,
+        rng: np.random.Generator,
+        clock: StoreClock,
+        history_start: int,
+        now: int,
+    ) -> None:
+        self.hasher = hasher
+        self.clock = clock
+        self.n = n
+        first = history_start - 60 * 86400
+        created = np.sort(rng.integers(first, max(first + 1, now - 3600), size=n, dtype=np.int64))
+        if n:
+            created[0] = first  # every order has at least one customer who already exists
+        keys = np.arange(1, n + 1, dtype=np.int64)
+        touched = hasher.uniform(keys, "customer/modified?") < 0.4
+        span = (now - created).astype(np.float64)
+        modified = created + (touched * hasher.uniform(keys, "customer/modified") * span).astype(
+            np.int64
+        )
+        self.created = created
+        self.modified = modified
+        self.created_local = clock.to_local_array(created)
+        self.modified_local = clock.to_local_array(modified)
+        weights = tuple(m.weight for m in MARKETS)
+        self.market = pick_weighted(hasher.uniform(keys, "customer/market"), weights).astype(
+            np.int8
+        )
+        self.rev: dict[int, int] = {}
+        self._base = lru_cache(maxsize=131072)(self._compute_base)
+
+    # truth ------------------------------------------------------------------------------
+    def exists(self, customer_id: int) -> bool:
+        return 1 <= customer_id <= self.n
+
+    def base(self, customer_id: int) -> CustomerBase:
+        return self._base(customer_id)
+
+    def _compute_base(self, cid: int) -> CustomerBase:
+        h = self.hasher
+        market = MARKETS[int(self.market[cid - 1])]
+        country = market.countries[h.scalar_below(cid, "customer/country", len(market.countries))]
+        cities, zip_pattern, street, states = _PLACES[country]
+        first = _FIRST[h.scalar_below(cid, "customer/first", len(_FIRST))]
+        last = _LAST[h.scalar_below(cid, "customer/last", len(_LAST))]
+        email = f"{first.translate(_ASCII)}.{last.translate(_ASCII)}.{cid}@example.com".lower()
+        city_i = h.scalar_below(cid, "customer/city", len(cities))
+        digits = f"{h.scalar_below(cid, 'customer/zip', 10**6):06d}"
+        zipcode, k = [], 0
+        for ch in zip_pattern:
+            if ch == "#":
+                zipcode.append(digits[k])
+                k += 1
+            else:
+                zipcode.append(ch)
+        phone = f"+{_DIAL[country]}{h.scalar_below(cid, 'customer/phone', 10**8):08d}"
+        house = 1 + h.scalar_below(cid, "customer/house", 120)
+        return CustomerBase(
+            first=first,
+            last=last,
+            email=email,
+            phone=phone,
+            address=f"{street} {house}",
+            zipcode="".join(zipcode),
+            city=cities[city_i],
+            state=states[city_i] if states else "",
+            country=country,
+        )
+
+    def customer_id_for_email(self, email: str) -> int | None:
+        """Emails embed the id (first.last.ID@example.com); verify the whole address matches."""
+        local = email.strip().lower().partition("@")[0]
+        tail = local.rsplit(".", 1)[-1]
+        if not tail.isdigit():
+            return None
+        cid = int(tail)
+        if self.exists(cid) and self.base(cid).email == email.strip().lower():
+            return cid
+        return None
+
+    # mutation ---------------------------------------------------------------------------
+    def touch(self, cid: int, epoch: int) -> None:
+        self.rev[cid] = self.rev.get(cid, 0) + 1
+        self.modified[cid - 1] = epoch
+        self.modified_local[cid - 1] = self.clock.to_local(epoch)
+
+    # rendering --------------------------------------------------------------------------
+    def render(self, cid: int) -> dict[str, object]:
+        base = self.base(cid)
+        h = self.hasher
+        rev = self.rev.get(cid, 0)
+        newsletter = h.scalar(cid, "customer/newsletter") < 0.45
+        if rev % 2:
+            newsletter = not newsletter  # each update flips the newsletter flag...
+        phone = (
+            base.phone
+            if rev == 0
+            else f"{base.phone[:-3]}{(int(base.phone[-3:]) + rev) % 1000:03d}"
+        )
+        created = self.clock.fmt(int(self.created_local[cid - 1]))
+        modified = self.clock.fmt(int(self.modified_local[cid - 1]))
+        consents = []
+        if h.scalar(cid, "customer/consent") < 0.6:
+            consents.append(
+                {
+                    "key": "newsletter",
+                    "name": "Newsletter",
+                    "consented": newsletter,
+                    "text": _CONSENT_TEXT,
+                    "language": "EN",
+                    "version": "1",
+                    "created": created,
+                    "modified": modified if rev else created,
+                }
+            )
+        return {
+            "customerId": str(cid),
+            "email": base.email,
+            "firstName": base.first,
+            "lastName": base.last,
+            "address1": base.address,
+            "address2": "" if rev == 0 else f"c/o {base.last} {rev}",  # ...and the address moves
+            "zipCode": base.zipcode,
+            "city": base.city,
+            "state": base.state,
+            "country": base.country,
+            "phoneNumber": phone,
+            "newsletter": newsletter,
+            "gender": "",
+            "registered": h.scalar(cid, "customer/registered") < 0.7,
+            "consents": consents,
+            "created": created,
+            "modified": modified,
+        }

@@ -1,0 +1,144 @@
+"""`Emulator`: the store, the HTTP server thread, faults and the webhook sender, as one object.
+
+with Emulator(EmulatorConfig(orders=500, seed=7, now="2026-01-15 12:00:00")) as emu:
+    requests.get(emu.order_api_url + "/orders",
+                 headers={"API-Authorization": emu.order_api_key})
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any
+
+from .app import App
+from .config import EmulatorConfig, PluginSettings
+from .faults import Faults
+from .server import EmulatorHTTPServer
+from .store import Store, parse_tick
+from .webhooks import WebhookSender
+
+
+class Emulator:
+    def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
+        cfg = config or EmulatorConfig()
+        if overrides:
+            cfg = replace(cfg, **overrides)
+        self.config = cfg
+        self.store = Store(cfg)
+        self.faults = Faults(cfg)
+        self.webhooks = WebhookSender(cfg) if cfg.webhook_url else None
+        self.app = App(self)
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle ----------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        self._server = EmulatorHTTPServer((self.config.host, self.config.port), self.app)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="centra-emulator-http",
+            daemon=True,
+        )
+        self._thread.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.close_connections()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self.webhooks is not None:
+            self.webhooks.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # addresses and keys ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() or use `with`")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        host = self.config.host
+        if host in ("", "0.0.0.0"):  # noqa: S104 - only for display: the wildcard is reachable here
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def order_api_url(self) -> str:
+        return f"{self.base_url}/api/order"
+
+    @property
+    def shop_api_url(self) -> str:
+        return f"{self.base_url}/api/shop"
+
+    @property
+    def order_api_key(self) -> str:
+        return self.store.keys["order"]
+
+    @property
+    def shop_api_key(self) -> str:
+        return self.store.keys["shop"]
+
+    # control ------------------------------------------------------------------------------
+    def tick(self, **counts: Any) -> dict[str, Any]:
+        """Advance the clock and change the store (same as POST /_emulator/tick).
+
+        Raises TickError (a ValueError) for unknown keys or bad counts; nothing changes then.
+        """
+        request = parse_tick(counts)
+        result, events = self.store.tick(request)
+        if self.webhooks is not None:
+            self.webhooks.enqueue(events)
+        result["webhook_events"] = len(events) if self.webhooks is not None else 0
+        return result
+
+    def set_plugin(self, api: str, **settings: Any) -> PluginSettings:
+        """Change an API plugin's settings live (statuses, markets, include_hold_wfp,
+        allowed_endpoints, secret)."""
+        return self.store.set_plugin(api, **settings)
+
+    def wait_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until the webhook queue is drained (delivered or dropped)."""
+        return True if self.webhooks is None else self.webhooks.wait_idle(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        requests = self.app.request_counts()
+        return {
+            "now": counts["now"],
+            "ticks": counts["ticks"],
+            "orders": {"total": counts["orders"], "visible": counts["orders_visible"]},
+            "customers": counts["customers"],
+            "products": counts["products"],
+            "stock_items": counts["stock_items"],
+            "shop_products": counts["shop_products"],
+            "returns": {
+                "total": counts["returns"],
+                "open": counts["returns_open"],
+                "visible": counts["returns_visible"],
+            },
+            "requests": requests,
+            "faults": self.faults.stats(),
+            "webhooks": {"enabled": False}
+            if self.webhooks is None
+            else {"enabled": True, **self.webhooks.stats()},
+        }

@@ -1,0 +1,209 @@
+"""The HTTP server: stdlib ThreadingHTTPServer speaking HTTP/1.1 with keep-alive.
+
+A hand-rolled server (instead of an ASGI app) is deliberate: fault injection needs the raw
+socket to reset a connection (SO_LINGER 0, so the client sees ECONNRESET), to promise a
+Content-Length and then hang up halfway, and to dribble a body byte by byte. Routing lives in
+`app.App`; this module only moves bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from .responses import Response
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger(__name__)
+_MAX_BODY = 10 * 1024 * 1024
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, active: bool) -> None:
+        with self._connections_lock:
+            if active:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def close_connections(self) -> None:
+        """Hang up idle keep-alive connections so a stopped emulator serves nothing more."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "CentraEmulator/1.0"
+    sys_version = ""
+    timeout = 300  # idle keep-alive connections are closed after this many seconds
+    server: EmulatorHTTPServer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the
+        # client's delayed ACK adds ~40 ms to every keep-alive response.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    # request ------------------------------------------------------------------------------
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+        except ValueError:
+            return None
+        if length < 0 or length > _MAX_BODY:
+            return None
+        return self.rfile.read(length)
+
+    def _serve(self, method: str) -> None:
+        app = self.server.app
+        parts = urllib.parse.urlsplit(self.path)
+        path = parts.path
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            body = None
+        if body is None:
+            self.close_connection = True
+            self._send(Response(400, b'{"error":"unreadable request body"}'))
+            return
+        try:
+            area = app.area(path)
+            if area in ("order", "shop"):
+                fault = app.before_api()
+                if fault == "reset":
+                    self._reset()
+                    return
+                if fault in ("429", "500", "503"):
+                    app.count(area, f"fault {fault}")
+                    self._send(app.fault_response(fault))
+                    return
+                response = app.handle_api(area, method, path, query, self.headers, body)
+                if fault == "truncate":
+                    self._send_truncated(response)
+                elif fault == "slow":
+                    self._send_slow(response, app.faults.slow_ms)
+                else:
+                    self._send(response)
+            elif area == "admin":
+                self._send(app.handle_admin(method, path, body))
+            else:
+                self._send(app.not_found_html(path))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:  # the emulator must answer, not hang, even when it has a bug
+            log.exception("emulator failed on %s %s", method, self.path)
+            self.close_connection = True
+            self._send(Response(500, b'{"status":"no","msg":"emulator internal error"}'))
+
+    # response -----------------------------------------------------------------------------
+    def _headers(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _send(self, response: Response) -> None:
+        self._headers(response)
+        self.wfile.write(response.body)
+
+    def _send_truncated(self, response: Response) -> None:
+        """Promise the full Content-Length, send half of the body, then close (FIN)."""
+        self.close_connection = True
+        self._headers(response)
+        self.wfile.write(response.body[: max(1, len(response.body) // 2)])
+        self.wfile.flush()
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+
+    def _send_slow(self, response: Response, slow_ms: int) -> None:
+        """Send the whole response, but dribble the body over `slow_ms` milliseconds."""
+        self._headers(response)
+        body = response.body
+        pieces = 20
+        step = max(1, len(body) // pieces)
+        pause = slow_ms / 1000 / pieces
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start : start + step])
+            self.wfile.flush()
+            time.sleep(pause)
+
+    def _reset(self) -> None:
+        """Abort the connection: SO_LINGER 0 turns close() into a TCP RST."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The fd is only really closed once the buffered reader (a makefile) is closed too.
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        self.connection.close()
+        # BaseHTTPRequestHandler flushes wfile after every request; give it something harmless.
+        self.wfile = io.BytesIO()

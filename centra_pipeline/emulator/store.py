@@ -1,0 +1,508 @@
+"""The store: catalogue, customers, orders and returns, plus plugin settings and the clock.
+
+Everything that reads or mutates the store takes `store.lock`; a request therefore sees one
+consistent version. Queries return index arrays that are cached per (store version, plugin
+version, query), so paging through a result with `offset` does not re-filter a million rows
+on every page.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .catalog import MARKETS, Catalog
+from .clock import StoreClock, parse_local
+from .config import API_ENDPOINTS, EmulatorConfig, PluginSettings
+from .customers import CustomerTable
+from .orders import FIRST_ORDER_NUMBER, OrderTable
+from .rand import Hasher
+from .returns import FIRST_RETURN_ID, ReturnTable
+
+TICK_FIELDS: tuple[str, ...] = (
+    "new_orders",
+    "updated_orders",
+    "new_returns",
+    "completed_returns",
+    "updated_customers",
+    "updated_products",
+    "advance_seconds",
+)
+MAX_TICK_COUNT = 1_000_000
+MAX_ADVANCE_SECONDS = 366 * 86400
+_CACHE_ENTRIES = 8
+
+
+class TickError(ValueError):
+    """The tick request is invalid; nothing was changed."""
+
+
+def parse_tick(body: object) -> dict[str, int]:
+    """Validate a tick request (JSON object of non-negative integer counts)."""
+    if not isinstance(body, dict):
+        raise TickError('tick body must be a JSON object of counts, e.g. {"new_orders": 5}')
+    unknown = [key for key in body if key not in TICK_FIELDS]
+    if unknown:
+        raise TickError(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(TICK_FIELDS)}")
+    counts = {name: 0 for name in TICK_FIELDS}
+    counts["advance_seconds"] = 60
+    for key, value in body.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TickError(f"{key} must be a non-negative integer, got {value!r}")
+        if value < 0:
+            raise TickError(f"{key} must be a non-negative integer, got {value}")
+        limit = MAX_ADVANCE_SECONDS if key == "advance_seconds" else MAX_TICK_COUNT
+        if value > limit:
+            raise TickError(f"{key} must be at most {limit}, got {value}")
+        counts[key] = value
+    return counts
+
+
+@dataclass(frozen=True)
+class OrderQuery:
+    newer_than: int | None = None  # local seconds
+    older_than: int | None = None
+    customer_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ReturnQuery:
+    newer_than: int | None = None
+    older_than: int | None = None
+    return_id: int | None = None
+    order_number: int | None = None
+    shipment: str | None = None
+    customer_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CustomerQuery:
+    created: int | None = None  # local seconds, "created after"
+    modified: int | None = None
+    customer_id: int | None = None  # from an email lookup; -1 = no such customer
+
+
+class Store:
+    def __init__(self, cfg: EmulatorConfig) -> None:
+        self.cfg = cfg
+        self.clock = StoreClock(cfg.timezone)
+        if cfg.now is None:
+            self.now = self.clock.wall_now()
+        else:
+            self.now = self.clock.from_local(parse_local(cfg.now))
+        history_start = self.now - cfg.history_days * 86400
+        self.hasher = Hasher(cfg.seed)
+        rng = np.random.default_rng([cfg.seed, 1])
+        self.catalog = Catalog(cfg.products, cfg.seed, history_start, self.now)
+        self.customers = CustomerTable(
+            cfg.customers, self.hasher, rng, self.clock, history_start, self.now
+        )
+        self.orders = OrderTable(
+            cfg, self.hasher, rng, self.clock, self.catalog, self.customers, history_start, self.now
+        )
+        self.returns = ReturnTable(
+            cfg.return_count, self.orders, self.hasher, rng, self.clock, self.now
+        )
+        self.lock = threading.RLock()
+        self.version = 0
+        self.plugin_version = 0
+        self.ticks = 0
+        self.plugins: dict[str, PluginSettings] = {
+            "order": cfg.order_plugin,
+            "shop": cfg.shop_plugin,
+        }
+        self.keys: dict[str, str] = {
+            "order": cfg.order_api_key or secrets.token_urlsafe(24),
+            "shop": cfg.shop_api_key or secrets.token_urlsafe(24),
+        }
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    # plugin settings ----------------------------------------------------------------------
+    def set_plugin(self, api: str, **changes: Any) -> PluginSettings:
+        """Change plugin settings live; `secret=` changes the API key."""
+        if api not in API_ENDPOINTS:
+            raise ValueError(f"api must be 'order' or 'shop', got {api!r}")
+        allowed = {"secret", "allowed_endpoints", "statuses", "markets", "include_hold_wfp"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ValueError(f"unknown plugin setting(s) {unknown}; allowed: {sorted(allowed)}")
+        secret = changes.pop("secret", None)
+        for name in ("allowed_endpoints", "statuses", "markets"):
+            if name in changes and changes[name] is not None:
+                value = changes[name]
+                if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                    raise ValueError(f"{name} must be a list")
+                changes[name] = tuple(value)
+        if "include_hold_wfp" in changes and not isinstance(changes["include_hold_wfp"], bool):
+            raise ValueError("include_hold_wfp must be true or false")
+        with self.lock:
+            settings = replace(self.plugins[api], **changes)
+            settings.validate(api)
+            if secret is not None:
+                if not isinstance(secret, str) or not secret.strip():
+                    raise ValueError("secret must be a non-empty string")
+                self.keys[api] = secret
+            self.plugins[api] = settings
+            self.plugin_version += 1
+            return settings
+
+    # caching ------------------------------------------------------------------------------
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        full = (self.version, self.plugin_version, *key)
+        hit = self._cache.get(full)
+        if hit is not None:
+            self._cache.move_to_end(full)
+            return hit
+        value = compute()
+        self._cache[full] = value
+        while len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return value
+
+    # orders -------------------------------------------------------------------------------
+    def _market_indices(self, market_ids: tuple[int, ...]) -> list[int]:
+        return [i for i, m in enumerate(MARKETS) if m.id in market_ids]
+
+    def _order_visible(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            o = self.orders
+            plugin = self.plugins["order"]
+            mask = np.isin(o.status, np.asarray(plugin.statuses, dtype=np.int8))
+            if plugin.markets is not None:
+                mask &= np.isin(o.market, np.asarray(self._market_indices(plugin.markets)))
+            if not plugin.include_hold_wfp:
+                mask &= ~(o.hold | o.wfp)
+            return mask
+
+        return self._cached(("order-visible",), compute)
+
+    def _order_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices by (orderDate as naive local time, orderId) and the sorted local times."""
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            perm = np.argsort(self.orders.local, kind="stable")
+            return perm, self.orders.local[perm]
+
+        return self._cached(("order-sort",), compute)
+
+    def order_visible(self, index: int) -> bool:
+        return bool(self._order_visible()[index])
+
+    def query_orders(self, q: OrderQuery) -> np.ndarray:
+        """Visible order indices matching q, in API order (orders_sort)."""
+
+        def compute() -> np.ndarray:
+            perm, local = self._order_sorted()
+            lo, hi = 0, perm.size
+            if q.newer_than is not None:
+                side = "left" if self.cfg.orders_newer_than_inclusive else "right"
+                lo = int(np.searchsorted(local, q.newer_than, side=side))
+            if q.older_than is not None:
+                side = "right" if self.cfg.orders_older_than_inclusive else "left"
+                hi = int(np.searchsorted(local, q.older_than, side=side))
+            selected = perm[lo : max(lo, hi)]
+            mask = self._order_visible()[selected]
+            if q.customer_id is not None:
+                mask &= self.orders.customer[selected] == q.customer_id
+            result = selected[mask]
+            return result[::-1].copy() if self.cfg.orders_sort == "desc" else result
+
+        return self._cached(("orders", q), compute)
+
+    def render_orders(self, indices: np.ndarray) -> list[dict[str, object]]:
+        return self.orders.render_many(indices)
+
+    # returns ------------------------------------------------------------------------------
+    def _return_sorted(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            ids = np.arange(self.returns.size, dtype=np.int64)
+            return np.lexsort((ids, self.returns.local))[::-1].copy()  # newest first
+
+        return self._cached(("return-sort",), compute)
+
+    def _return_visible(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            plugin = self.plugins["order"]
+            if plugin.markets is None:
+                return np.ones(self.returns.size, dtype=bool)
+            markets = self.orders.market[self.returns.order_index]
+            return np.isin(markets, np.asarray(self._market_indices(plugin.markets)))
+
+        return self._cached(("return-visible",), compute)
+
+    def query_returns(self, q: ReturnQuery) -> np.ndarray:
+        def compute() -> np.ndarray:
+            r = self.returns
+            perm = self._return_sorted()
+            mask = self._return_visible()[perm]
+            local = r.local[perm]
+            if q.newer_than is not None:
+                mask &= local >= q.newer_than  # documented: inclusive
+            if q.older_than is not None:
+                mask &= local < q.older_than  # documented: exclusive
+            if q.return_id is not None:
+                mask &= perm == q.return_id - FIRST_RETURN_ID
+            orders_of = r.order_index[perm]
+            if q.order_number is not None:
+                mask &= orders_of == q.order_number - FIRST_ORDER_NUMBER
+            if q.shipment is not None:
+                number, _, seq = q.shipment.partition("-")
+                if number.isdigit() and seq == "1":
+                    mask &= orders_of == int(number) - FIRST_ORDER_NUMBER
+                else:
+                    mask &= False
+            if q.customer_id is not None:
+                mask &= self.orders.customer[orders_of] == q.customer_id
+            return perm[mask]
+
+        return self._cached(("returns", q), compute)
+
+    def render_returns(self, indices: np.ndarray) -> list[dict[str, object]]:
+        return [self.returns.render(int(i)) for i in indices]
+
+    # customers ----------------------------------------------------------------------------
+    def query_customers(self, q: CustomerQuery) -> np.ndarray:
+        def compute() -> np.ndarray:
+            c = self.customers
+            mask = np.ones(c.n, dtype=bool)
+            inclusive = self.cfg.after_filters_inclusive
+            if q.created is not None:
+                mask &= c.created_local >= q.created if inclusive else c.created_local > q.created
+            if q.modified is not None:
+                mask &= (
+                    c.modified_local >= q.modified if inclusive else c.modified_local > q.modified
+                )
+            if q.customer_id is not None:
+                only = np.zeros(c.n, dtype=bool)
+                if q.customer_id >= 1:
+                    only[q.customer_id - 1] = True
+                mask &= only
+            return np.flatnonzero(mask) + 1  # customer ids, ascending
+
+        return self._cached(("customers", q), compute)
+
+    # products -----------------------------------------------------------------------------
+    def after(self, value: int, bound: int) -> bool:
+        return value >= bound if self.cfg.after_filters_inclusive else value > bound
+
+    # tick ---------------------------------------------------------------------------------
+    def tick(self, counts: dict[str, int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Advance the clock and mutate the store; returns (result, webhook events)."""
+        with self.lock:
+            self.ticks += 1
+            rng = np.random.default_rng([self.cfg.seed, 2, self.ticks])
+            prng = random.Random(f"centra-emulator-tick-{self.cfg.seed}-{self.ticks}")
+            previous = self.now
+            self.now += counts["advance_seconds"]
+            now = self.now
+            orders = self.orders
+            existing = orders.size
+
+            new_ids: list[int] = []
+            if counts["new_orders"]:
+                n = counts["new_orders"]
+                if now > previous:
+                    epochs = np.sort(rng.integers(previous + 1, now + 1, size=n, dtype=np.int64))
+                else:
+                    epochs = np.full(n, now, dtype=np.int64)
+                added = orders.append(epochs, rng.random(n) < 0.05)
+                new_ids = (added + FIRST_ORDER_NUMBER).tolist()
+
+            updated = self._pick_order_updates(counts["updated_orders"], existing, rng)
+            for index in updated:
+                self._advance_order(index, now, float(rng.random()))
+            updated_ids = [FIRST_ORDER_NUMBER + int(i) for i in updated]
+
+            eligible = np.flatnonzero(
+                (orders.status >= 4)
+                & (orders.status <= 5)
+                & ~orders.has_return
+                & (orders.ship_epoch > 0)
+                & (orders.ship_epoch <= now)
+            )
+            k = min(counts["new_returns"], eligible.size)
+            picks = np.sort(rng.choice(eligible, size=k, replace=False)) if k else eligible[:0]
+            returns_before = self.returns.size
+            new_return_ids = self.returns.add(picks, now)
+
+            open_returns = np.flatnonzero(~self.returns.completed[:returns_before])
+            k = min(counts["completed_returns"], open_returns.size)
+            done = (
+                np.sort(rng.choice(open_returns, size=k, replace=False)) if k else open_returns[:0]
+            )
+            self.returns.completed[done] = True
+            completed_ids = (done + FIRST_RETURN_ID).tolist()
+
+            k = min(counts["updated_customers"], self.customers.n)
+            customer_ids = (
+                (np.sort(rng.choice(self.customers.n, size=k, replace=False)) + 1).tolist()
+                if k
+                else []
+            )
+            for cid in customer_ids:
+                self.customers.touch(cid, now)
+
+            k = min(counts["updated_products"], len(self.catalog.products))
+            product_indices = sorted(prng.sample(range(len(self.catalog.products)), k))
+            stock_item_ids: list[int] = []
+            for p in product_indices:
+                stock_item_ids.extend(self.catalog.touch_product(p, now, prng))
+            product_ids = [self.catalog.products[p].product_id for p in product_indices]
+
+            self.version += 1
+            self._cache.clear()
+            stamp = self.clock.fmt_epoch(now)
+            events = [
+                {
+                    "type": "order",
+                    "action": action,
+                    "date": f"{stamp}.{k % 1_000_000:06d}",
+                    "id": oid,
+                }
+                for k, (action, oid) in enumerate(
+                    [("insert", i) for i in new_ids] + [("update", i) for i in updated_ids]
+                )
+            ]
+            result = {
+                "now": stamp,
+                "new_order_ids": new_ids,
+                "updated_order_ids": updated_ids,
+                "new_return_ids": new_return_ids,
+                "completed_return_ids": completed_ids,
+                "updated_customer_ids": customer_ids,
+                "updated_product_ids": product_ids,
+                "updated_stock_item_ids": stock_item_ids,
+            }
+            return result, events
+
+    def _pick_order_updates(self, count: int, existing: int, rng: np.random.Generator) -> list[int]:
+        """Half of the updates go to open orders, the rest to any order, old ones included."""
+        count = min(count, existing)
+        if count == 0:
+            return []
+        o = self.orders
+        open_idx = np.flatnonzero((o.status[:existing] <= 3) | o.hold[:existing] | o.wfp[:existing])
+        k_open = min(open_idx.size, (count + 1) // 2)
+        chosen = rng.choice(open_idx, size=k_open, replace=False) if k_open else open_idx[:0]
+        rest = count - k_open
+        if rest:
+            pool = np.setdiff1d(np.arange(existing, dtype=np.int64), chosen, assume_unique=True)
+            chosen = np.concatenate([chosen, rng.choice(pool, size=rest, replace=False)])
+        return sorted(int(i) for i in chosen)
+
+    def _advance_order(self, index: int, now: int, u: float) -> None:
+        """One visible change along Centra's order flow (or a cosmetic edit when final)."""
+        o = self.orders
+        status = int(o.status[index])
+        if o.hold[index]:
+            o.hold[index] = False  # released from hold
+        elif o.wfp[index]:
+            o.wfp[index] = False  # payment arrived
+        elif status <= 3 and u < 0.1:
+            o.status[index] = 6
+            o.cancel_epoch[index] = now
+            o.ship_epoch[index] = 0
+        elif status == 1:
+            o.status[index] = 2
+        elif status == 2:
+            o.status[index] = 3
+        elif status == 3:
+            o.status[index] = 4
+            o.ship_epoch[index] = now
+        elif status == 4:
+            o.status[index] = 5
+        else:
+            # Archived or cancelled: change something visible (tracking, internal comment) so
+            # an "updated" order always differs from what a client fetched before.
+            o.rev[index] = o.rev.get(index, 0) + 1
+
+    # truth for tests ----------------------------------------------------------------------
+    def order_numbers(self, visible_only: bool = True) -> list[int]:
+        with self.lock:
+            if visible_only:
+                indices = self.query_orders(OrderQuery())
+            else:
+                perm, _ = self._order_sorted()
+                indices = perm[::-1] if self.cfg.orders_sort == "desc" else perm
+            return (indices + FIRST_ORDER_NUMBER).tolist()
+
+    def render_order(self, order_number: int) -> dict[str, object] | None:
+        with self.lock:
+            index = self.orders.index_of(order_number)
+            if index is None or not self.order_visible(index):
+                return None
+            return self.orders.render_many(np.asarray([index]))[0]
+
+    def iter_orders(
+        self, visible_only: bool = True, chunk: int = 1000
+    ) -> Iterator[dict[str, object]]:
+        numbers = np.asarray(self.order_numbers(visible_only), dtype=np.int64) - FIRST_ORDER_NUMBER
+        for start in range(0, numbers.size, chunk):
+            with self.lock:
+                yield from self.orders.render_many(numbers[start : start + chunk])
+
+    def render_return(self, return_id: int) -> dict[str, object] | None:
+        with self.lock:
+            index = self.returns.index_of(return_id)
+            if index is None or not self._return_visible()[index]:
+                return None
+            return self.returns.render(index)
+
+    def iter_returns(self) -> Iterator[dict[str, object]]:
+        with self.lock:
+            indices = self.query_returns(ReturnQuery())
+        for index in indices.tolist():
+            with self.lock:
+                yield self.returns.render(index)
+
+    def render_customer(self, customer_id: int) -> dict[str, object] | None:
+        with self.lock:
+            if not self.customers.exists(customer_id):
+                return None
+            return self.customers.render(customer_id)
+
+    def iter_customers(self) -> Iterator[dict[str, object]]:
+        for cid in range(1, self.customers.n + 1):
+            with self.lock:
+                yield self.customers.render(cid)
+
+    def iter_product_rows(self) -> Iterator[dict[str, object]]:
+        for item in self.catalog.items:
+            with self.lock:
+                yield self.catalog.product_row(item, self.clock)
+
+    def iter_stock_rows(self) -> Iterator[dict[str, object]]:
+        for item in self.catalog.items:
+            with self.lock:
+                yield self.catalog.stock_row(item)
+
+    def shop_variants(self, include_inactive: bool = False) -> list[Any]:
+        return [v for v in self.catalog.variants if include_inactive or v.product.active]
+
+    def iter_shop_products(self) -> Iterator[dict[str, object]]:
+        for variant in self.shop_variants():
+            with self.lock:
+                yield self.catalog.shop_product(variant)
+
+    def counts(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "orders": self.orders.size,
+                "orders_visible": int(self._order_visible().sum()),
+                "customers": self.customers.n,
+                "products": len(self.catalog.products),
+                "stock_items": len(self.catalog.items),
+                "shop_products": len(self.shop_variants()),
+                "returns": self.returns.size,
+                "returns_open": int((~self.returns.completed).sum()),
+                "returns_visible": int(self._return_visible().sum()),
+                "now": self.clock.fmt_epoch(self.now),
+                "ticks": self.ticks,
+            }
