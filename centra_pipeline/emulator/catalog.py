@@ -354,9 +354,6 @@ class Catalog:
     def products_of(self, item_index: int) -> Product:
         return self.items[item_index].variant.product
 
-    def market_index(self, market_id: int) -> int:
-        return next(i for i, m in enumerate(MARKETS) if m.id == market_id)
-
     def campaign_price(self, cents: int, pct: int) -> int:
         return cents - cents * pct // 100
 
@@ -485,9 +482,6 @@ class Catalog:
         return self.physical[item.index] - self.allocated[item.index]
 
     # Shop API objects ----------------------------------------------------------------------
-    def shop_active(self, variant: Variant) -> bool:
-        return variant.product.active
-
     def shop_product(self, variant: Variant) -> dict[str, object]:
         """The Shop API product object for one variant (centra-api.md §3)."""
         product = variant.product

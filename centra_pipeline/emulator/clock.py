@@ -96,6 +96,3 @@ class StoreClock:
 
     def fmt_epoch(self, epoch: int) -> str:
         return self.fmt(self.to_local(epoch))
-
-    def fmt_or_zero(self, local_seconds: int | None) -> str:
-        return ZERO_DATE if not local_seconds else self.fmt(local_seconds)

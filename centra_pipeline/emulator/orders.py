@@ -207,11 +207,11 @@ class OrderTable:
         nlines, items, qtys, bundle = self._line_columns(ix)
         market_i = int(self.market[index])
         vat = VAT[self.customers.base(int(self.customer[index])).country]
-        auto = self._auto_discount_pct(index)
+        auto = _auto_pct(self.hasher.scalar(index, "order/auto-discount"))
         number = FIRST_ORDER_NUMBER + index
         out = []
         for j, item in enumerate(self._slots(0, nlines, items, bundle)):
-            _original, price = self._unit_prices(item, market_i, auto)
+            _original, _campaign, price = self._unit_prices(item, market_i, auto)
             out.append(
                 Line(
                     line_id=number * 10 + j + 1,
@@ -224,17 +224,11 @@ class OrderTable:
             )
         return out
 
-    def _auto_discount_pct(self, index: int) -> int:
-        u = self.hasher.scalar(index, "order/auto-discount")
-        return 0 if u >= 0.06 else (10 if u < 0.04 else 15)
-
-    def _unit_prices(self, item: int, market_i: int, auto_pct: int) -> tuple[int, int]:
-        """(original, final) unit price in cents: base price, then campaign, then auto discount."""
+    def _unit_prices(self, item: int, market_i: int, auto_pct: int) -> tuple[int, int, int]:
         product = self.catalog.products_of(item)
-        original = self.catalog.base_price[product.index][market_i]
-        price = original - original * product.campaign_pct // 100
-        price -= price * auto_pct // 100
-        return original, price
+        return _unit_prices(
+            self.catalog.base_price[product.index][market_i], product.campaign_pct, auto_pct
+        )
 
     # rendering --------------------------------------------------------------------------
     def render_many(self, indices: np.ndarray) -> list[dict[str, object]]:
@@ -285,8 +279,7 @@ class OrderTable:
             currency = mk.currency
             cust = customers.base(customer[k])
             vat = VAT[cust.country]
-            u = u_auto[k]
-            auto_pct = 0 if u >= 0.06 else (10 if u < 0.04 else 15)
+            auto_pct = _auto_pct(u_auto[k])
             st = status[k]
             rev = rev_map.get(index, 0)
 
@@ -298,9 +291,9 @@ class OrderTable:
                 variant = item.variant
                 product = variant.product
                 qty = qtys[j][k]
-                original = base_price[product.index][m_i]
-                campaign = original - original * product.campaign_pct // 100
-                price = campaign - campaign * auto_pct // 100
+                original, campaign, price = _unit_prices(
+                    base_price[product.index][m_i], product.campaign_pct, auto_pct
+                )
                 auto_total += (campaign - price) * qty
                 unit_tax = _tax(price, vat)
                 total = price * qty
@@ -482,6 +475,18 @@ class OrderTable:
             line["isPartOfBundle"] = str(bundle_line_id)
             components.append(line)
         return components
+
+
+def _auto_pct(u: float) -> int:
+    """Automatic discount ("Members x% off"): 4% of orders get 10%, 2% get 15%."""
+    return 0 if u >= 0.06 else (10 if u < 0.04 else 15)
+
+
+def _unit_prices(original: int, campaign_pct: int, auto_pct: int) -> tuple[int, int, int]:
+    """(original, after campaign, final) unit prices in cents. Orders use the base price they
+    were placed at, never the current catalogue price."""
+    campaign = original - original * campaign_pct // 100
+    return original, campaign, campaign - campaign * auto_pct // 100
 
 
 def _percent(part: int, whole: int) -> int | float:

@@ -306,7 +306,7 @@ class Store:
             existing = orders.size
 
             new_ids: list[int] = []
-            if counts["new_orders"]:
+            if counts["new_orders"] and self.customers.n:  # every order needs a customer
                 n = counts["new_orders"]
                 if now > previous:
                     epochs = np.sort(rng.integers(previous + 1, now + 1, size=n, dtype=np.int64))
