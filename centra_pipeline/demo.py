@@ -138,11 +138,11 @@ def _print_tour(snapshot: Path, seconds: float) -> None:
             "ORDER BY table_name").fetchall()]
         print("\nRows per table in the analyst snapshot:")
         for name in tables:
-            n = con.execute(f'SELECT count(*) FROM main."{name}"').fetchone()[0]
+            n = con.execute(f'SELECT count(*) FROM main."{name}"').fetchall()[0][0]
             print(f"  {name:<24} {n:>10,}")
         for title, sql in EXAMPLE_QUERIES:
             print(f"\n-- {title}\n{sql};")
-            print(con.sql(sql))
+            con.sql(sql).show(max_width=160)
     finally:
         con.close()
     rel = os.path.relpath(snapshot)

@@ -5,8 +5,8 @@ Per-stream strategy (DESIGN.md §2), as far as the documented APIs allow:
 | stream    | incremental read                                 | cursor (naive store-local)        |
 |-----------|--------------------------------------------------|-----------------------------------|
 | orders    | `newer_than` = cursor − lookback (default 7 d)   | max `orderDate` read              |
-| returns   | `newer_than` = min(cursor − lookback, oldest     | max `date` read                   |
-|           | open return), so open returns are re-read        |                                   |
+| returns   | `newer_than` = cursor − lookback (min 7 d); open | max `date` read                   |
+|           | returns older than that are re-read by id        |                                   |
 | customers | `modified` = cursor − overlap                    | max `modified` read               |
 | products  | `modified` = cursor − overlap                    | Centra's clock (`Date`) at start  |
 | stock     | `stock_modified` = cursor − overlap              | Centra's clock (`Date`) at start  |
@@ -26,6 +26,7 @@ the data (the extractor never writes the cursor).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,8 +37,14 @@ from typing import Any
 from centra_pipeline.centra.http import prefetch
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.order_api import OrderApi, Page
-from centra_pipeline.centra.quirks import format_local_datetime, normalize_local, shift_local
+from centra_pipeline.centra.quirks import (
+    format_local_datetime,
+    normalize_local,
+    parse_local_datetime,
+    shift_local,
+)
 from centra_pipeline.centra.shop_api import ShopApi
+from centra_pipeline.failpoints import failpoint
 from centra_pipeline.lake import Lake, LoadManifest, new_load_id
 from centra_pipeline.schema import STREAMS, Stream
 from centra_pipeline.transform import flatten, record_hash
@@ -49,7 +56,7 @@ MODES = ("incremental", "full_refresh", "backfill", "refresh")
 CURSOR_FIELDS = {"orders": "orderDate", "returns": "date", "customers": "modified"}
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_RETURNS_LOOKBACK = timedelta(days=7)
-OPEN_RETURNS_MAX_AGE = timedelta(days=90)
+OPEN_RETURNS_PER_RUN = 500
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,8 @@ class Extractor:
                     seq += len(records)
                     writer.write(batch)
                     progress.landed += len(records)
+                if progress.pages == 1:
+                    failpoint("extract.after_first_page")
                 now = time.monotonic()
                 if self.progress and now - last_report >= self.progress_interval:
                     last_report = now
@@ -251,13 +260,19 @@ class Extractor:
                 window = {"newer_than": normalize_local(options.window_start or ""),
                           "older_than": normalize_local(options.window_end or "")}
             elif incremental:
-                start = shift_local(cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK))
-                oldest_open = self._oldest_open_return()
-                window = {"newer_than": min(start, oldest_open) if oldest_open else start}
+                window = {"newer_than": shift_local(
+                    cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK))}
             else:
                 window = {}
-            return _Plan(window, prefetch(api.iter_returns(**window, page_size=size)),
-                         cursor_field="date")
+            pages: Iterable[Page] = prefetch(api.iter_returns(**window, page_size=size))
+            if incremental:
+                # A return's `completed` flips later and nothing filters on it: re-read the
+                # returns still open that are older than the window, one by one.
+                open_ids = self._open_returns_before(window["newer_than"])
+                if open_ids:
+                    window["open_returns_reread"] = len(open_ids)
+                    pages = itertools.chain(pages, _lookups(tuple(open_ids), api.get_return))
+            return _Plan(window, pages, cursor_field="date")
         if name == "customers":
             api = self.order_api
             assert api is not None
@@ -289,16 +304,18 @@ class Extractor:
                          key_field="product", known_hashes=known, track_keys=True)
         raise ValueError(f"unknown stream {name!r}")
 
-    def _oldest_open_return(self) -> str | None:
-        cutoff = datetime.now(UTC) - OPEN_RETURNS_MAX_AGE
+    def _open_returns_before(self, newer_than: str) -> list[int]:
+        """Ids of returns still open (not completed) created before the window, those read
+        longest ago first, at most OPEN_RETURNS_PER_RUN per run."""
+        if not self.warehouse.path.exists():
+            return []
+        before = parse_local_datetime(newer_than, self.tz)
         rows = self.warehouse.query(
-            "SELECT min(date) FROM main.returns WHERE NOT coalesce(completed, false) "
-            "AND _missing_since IS NULL AND date >= ?",
-            [cutoff],
-        ) if self.warehouse.path.exists() else []
-        if not rows or rows[0][0] is None:
-            return None
-        return format_local_datetime(rows[0][0], self.tz)
+            "SELECT return_id FROM main.returns WHERE NOT coalesce(completed, false) "
+            "AND _missing_since IS NULL AND date < ? ORDER BY _extracted_at, return_id LIMIT ?",
+            [before, OPEN_RETURNS_PER_RUN],
+        )
+        return [r[0] for r in rows]
 
     def _catalogue_hashes(self) -> dict[Any, str]:
         return {str(k): v for k, v in self.warehouse.key_hashes("shop_products").items()}

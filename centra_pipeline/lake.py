@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from centra_pipeline.failpoints import failpoint
 from centra_pipeline.schema import STREAMS, Stream
 from centra_pipeline.transform import Batch, Drift, lake_schema
 
@@ -228,6 +229,7 @@ class LoadWriter:
             for column, n in self._coercions.items()
         }
         (self.tmp_dir / MANIFEST).write_text(self.manifest.to_json())
+        failpoint("lake.before_commit")
         for path in self.tmp_dir.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -26,11 +26,11 @@ def primary_key_unique(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOut
         f"""SELECT count(*), any_value(k) FROM (
             SELECT ({keys})::VARCHAR AS k FROM main.{q(table.name)}
             GROUP BY {keys} HAVING count(*) > 1)"""
-    ).fetchone()
+    ).fetchall()[0]
     null_keys = con.execute(
         f"SELECT count(*) FROM main.{q(table.name)} WHERE "
         + " OR ".join(f"{q(k)} IS NULL" for k in table.primary_key)
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     passed = duplicates == 0 and null_keys == 0
     return CheckOutcome(
         passed,
@@ -49,7 +49,7 @@ def required_not_null(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOutc
     counts = con.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {q(c)} IS NULL)" for c in required)
         + f" FROM main.{q(table.name)}"
-    ).fetchone()
+    ).fetchall()[0]
     nulls = {c: n for c, n in zip(required, counts, strict=True) if n}
     return CheckOutcome(
         not nulls,
@@ -69,7 +69,7 @@ def references_parent(con: duckdb.DuckDBPyConnection, child: Table) -> CheckOutc
         f"""SELECT count(*), any_value(({', '.join(f'c.{q(k)}' for k in child.parent_key)})::VARCHAR)
         FROM main.{q(child.name)} c
         WHERE NOT EXISTS (SELECT 1 FROM main.{q(parent.name)} p WHERE {link})"""
-    ).fetchone()
+    ).fetchall()[0]
     return CheckOutcome(
         orphans == 0,
         f"every {child.name} row belongs to a row of {parent.name}" if orphans == 0 else

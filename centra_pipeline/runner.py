@@ -60,6 +60,7 @@ class StreamStatus:
     line: str = ""
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset path -> metadata
     checks_failed: list[str] = field(default_factory=list)
+    checks_warned: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,8 +114,14 @@ class _Progress:
             elif kind == "ASSET_CHECK_EVALUATION":
                 data = event.event_specific_data
                 if not data.passed:
-                    status.checks_failed.append(
-                        f"{'/'.join(data.asset_key.path)} {data.check_name}")
+                    label = f"{'/'.join(data.asset_key.path)} {data.check_name}"
+                    description = (data.description or "").split(". ")[0]
+                    if description:
+                        label += f": {description}"
+                    if data.severity == dg.AssetCheckSeverity.WARN:
+                        status.checks_warned.append(label)
+                    else:
+                        status.checks_failed.append(label)
             elif event is None and entry.user_message and stream in entry.user_message[:40]:
                 status.line = entry.user_message
                 self._line(entry.user_message)
@@ -164,9 +171,11 @@ def run_sync(
     stream_config: dict[str, dict[str, Any]] | None = None,
     out: TextIO = sys.stdout,
     publish: bool = True,
+    in_process: bool = True,
 ) -> RunSummary:
     """Run the sync job for `streams` (default all) and report progress to `out`."""
     from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, table_key
+    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, MULTIPROCESS_RUN_CONFIG
 
     names = streams or list(STREAMS)
     unknown = [s for s in names if s not in STREAMS]
@@ -180,6 +189,7 @@ def run_sync(
     if publish:
         selection.append(SNAPSHOT_KEY)
     run_config: dict[str, Any] = {
+        **(IN_PROCESS_RUN_CONFIG if in_process else MULTIPROCESS_RUN_CONFIG),
         "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
         # Dagster's own console logging would drown the progress; the event log has it all.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -253,6 +263,8 @@ def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
               f"{seconds:>7.1f}", file=out)
         for failed in status.checks_failed:
             print(f"  check failed: {failed}", file=out)
+        for warned in status.checks_warned:
+            print(f"  warning: {warned}", file=out)
     if summary.snapshot:
         print(f"\nanalyst snapshot: {summary.snapshot.get('path')} "
               f"({summary.snapshot.get('bytes', 0) / 1e6:.1f} MB)", file=out)

@@ -641,7 +641,10 @@ SHOP_PRODUCTS = Table(
         c("countryOfOriginName", TEXT, "Country of origin name"),
         c("harmCode", TEXT, "HS code"),
         c("harmCodeDescription", TEXT, "HS code description"),
-        c("canonicalCategory", TEXT, "Canonical category id"),
+        c("canonicalCategory", BIGINT, "Canonical category id"),
+        c("stockUnit", TEXT, "Stock unit"),
+        c("measurementChart", TEXT, "Measurement chart id"),
+        c("measurementChartRows", JSON, "Measurement chart rows"),
         c("localized", JSON, "Localized texts per language"),
     ),
 )

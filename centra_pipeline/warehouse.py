@@ -34,6 +34,7 @@ from typing import Any
 
 import duckdb
 
+from centra_pipeline.failpoints import failpoint
 from centra_pipeline.lake import LoadManifest
 from centra_pipeline.schema import (
     META_TYPES,
@@ -298,6 +299,7 @@ class Warehouse:
             shutil.copyfile(self.path, tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        failpoint("warehouse.before_publish")
         os.replace(tmp, snapshot_path)
         dir_fd = os.open(snapshot_path.parent, os.O_RDONLY)
         try:
@@ -315,16 +317,17 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, name],
-    ).fetchone()[0])
+    ).fetchall()[0][0])
 
 
 def _read_state(con: duckdb.DuckDBPyConnection, stream: str) -> StreamState:
-    row = con.execute(
+    rows = con.execute(
         "SELECT cursor, updated_at, last_load_id, extra FROM pipeline.sync_state WHERE stream = ?",
         [stream],
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         return StreamState(stream)
+    row = rows[0]
     return StreamState(stream, row[0], row[1], row[2], json.loads(row[3]) if row[3] else {})
 
 
@@ -371,7 +374,7 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
     pk = parent.primary_key
     result = MergeResult(manifest.load_id, manifest.stream, manifest.mode)
     already = con.execute("SELECT count(*) FROM pipeline.load_log WHERE load_id = ?",
-                          [manifest.load_id]).fetchone()[0]
+                          [manifest.load_id]).fetchall()[0][0]
     if already:
         result.skipped = True
         return result
@@ -403,14 +406,14 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                OR (s._extracted_at >= t._extracted_at
                    AND (s._hash IS DISTINCT FROM t._hash OR t._missing_since IS NOT NULL))"""
         )
-        result.staged = con.execute("SELECT count(*) FROM stg").fetchone()[0]
+        result.staged = con.execute("SELECT count(*) FROM stg").fetchall()[0][0]
         result.new, result.updated = con.execute(
             "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM win"
-        ).fetchone()
+        ).fetchall()[0]
         result.unchanged = con.execute(
             f"""SELECT count(*) FROM stg s JOIN main.{q(parent.name)} t ON {join_on}
             WHERE s._hash = t._hash AND t._missing_since IS NULL"""
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         result.stale = result.staged - result.new - result.updated - result.unchanged
 
         win_keys = f"SELECT {pk_cols} FROM win"
@@ -456,6 +459,7 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                 manifest.path,
             ],
         )
+        failpoint("warehouse.before_commit")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -498,7 +502,7 @@ def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> in
         f"INSERT INTO main.{q(child.name)} ({', '.join(q(c) for c in _columns(child))}) "
         f"SELECT {_select_list(child, 'stg_child')} FROM stg_child"
     )
-    return con.execute("SELECT count(*) FROM stg_child").fetchone()[0]
+    return con.execute("SELECT count(*) FROM stg_child").fetchall()[0][0]
 
 
 def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
@@ -513,7 +517,7 @@ def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
         # Only rows read before this load looked for them: a newer read wins.
         [manifest.finished_at or datetime.now(UTC).isoformat(),
          manifest.finished_at or datetime.now(UTC).isoformat()],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     con.execute("DROP TABLE temp.missing_keys")
     return count
 
@@ -526,7 +530,7 @@ def _record_drift(con, manifest: LoadManifest) -> None:
             last_load_id = ?, last_seen = now(), json_types = ?
             WHERE stream = ? AND field = ?""",
             [entry["count"], manifest.load_id, types, manifest.stream, name],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not updated:
             con.execute(
                 "INSERT INTO pipeline.schema_drift VALUES (?, ?, ?, ?, ?, ?, now(), now())",

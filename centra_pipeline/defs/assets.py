@@ -270,7 +270,7 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         with warehouse.reader() as con:
             assert con is not None
             for table in tables:
-                row_count = con.execute(f"SELECT count(*) FROM main.{q(table.name)}").fetchone()[0]
+                row_count = con.execute(f"SELECT count(*) FROM main.{q(table.name)}").fetchall()[0][0]
                 yield dg.MaterializeResult(
                     asset_key=table_key(table),
                     metadata=_merge_metadata(results, table, row_count, seconds),
@@ -326,7 +326,7 @@ def centra_snapshot(context: dg.AssetExecutionContext, centra: CentraResource):
     with centra.warehouse().reader() as con:
         if con is not None:
             for name in TABLES:
-                counts[name] = con.execute(f"SELECT count(*) FROM main.{q(name)}").fetchone()[0]
+                counts[name] = con.execute(f"SELECT count(*) FROM main.{q(name)}").fetchall()[0][0]
     context.log.info("published %s (%s bytes) in %.2f s", info["path"], info["bytes"],
                      info["seconds"])
     return dg.MaterializeResult(metadata={
