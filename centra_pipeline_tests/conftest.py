@@ -1,0 +1,144 @@
+"""Shared fixtures: a Centra emulator on loopback, an isolated data directory and Dagster home,
+and a `Pipeline` that runs the real extraction, landing, merge and publish code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from centra_pipeline.centra.http import HttpConfig
+from centra_pipeline.centra.order_api import OrderApi
+from centra_pipeline.centra.shop_api import ShopApi
+from centra_pipeline.emulator import Emulator, EmulatorConfig
+from centra_pipeline.extract import ExtractOptions, Extractor
+from centra_pipeline.lake import Lake, LoadManifest
+from centra_pipeline.schema import STREAMS
+from centra_pipeline.settings import Settings, project_root
+from centra_pipeline.warehouse import MergeResult, Warehouse
+
+TZ = "Europe/Stockholm"
+NOW = "2026-01-15 12:00:00"
+ORDER_KEY = "order-key-8f3a1c"
+SHOP_KEY = "shop-key-29bd77"
+WEBHOOK_SECRET = "webhook-secret-5e0c42"
+FAST_HTTP = HttpConfig(max_requests_per_second=1000, backoff_base=0.01, backoff_max=0.05,
+                       max_retry_seconds=10)
+
+
+def emulator_config(**overrides: Any) -> EmulatorConfig:
+    values: dict[str, Any] = {
+        "orders": 1500, "customers": 300, "products": 30, "seed": 11, "now": NOW,
+        "timezone": TZ, "order_api_key": ORDER_KEY, "shop_api_key": SHOP_KEY,
+    }
+    values.update(overrides)
+    return EmulatorConfig(**values)
+
+
+@contextmanager
+def running_emulator(**overrides: Any) -> Iterator[Emulator]:
+    with Emulator(emulator_config(**overrides)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with running_emulator() as emulator:
+        yield emulator
+
+
+def isolated_dagster_home(directory: Path) -> Path:
+    """A DAGSTER_HOME with the project's instance settings but its own storage."""
+    config = yaml.safe_load((project_root() / "dagster.yaml").read_text())
+    for key in ("storage", "local_artifact_storage", "compute_logs"):
+        config.pop(key, None)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CENTRA_DATA_DIR and DAGSTER_HOME in tmp_path; no Centra settings from the developer's
+    environment or .env leak in."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in list(os.environ):
+        if name.startswith("CENTRA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CENTRA_DATA_DIR", str(data))
+    monkeypatch.setenv("CENTRA_TIMEZONE", TZ)
+    monkeypatch.setenv("DAGSTER_HOME", str(isolated_dagster_home(tmp_path / "dagster_home")))
+    monkeypatch.chdir(tmp_path)  # a stray .env in the developer's cwd must not apply
+    return data
+
+
+@pytest.fixture
+def centra_env(data_dir: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Environment pointing at the emulator, as a user would configure it."""
+    point_env_at(emu, monkeypatch)
+    return emu
+
+
+def point_env_at(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENTRA_ORDER_API_URL", emu.order_api_url)
+    monkeypatch.setenv("CENTRA_ORDER_API_KEY", emu.order_api_key)
+    monkeypatch.setenv("CENTRA_SHOP_API_URL", emu.shop_api_url)
+    monkeypatch.setenv("CENTRA_SHOP_API_KEY", emu.shop_api_key)
+    monkeypatch.setenv("CENTRA_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("CENTRA_MAX_REQUESTS_PER_SECOND", "1000")
+
+
+class Pipeline:
+    """The pipeline's own functions (no Dagster): extract → land → merge → publish."""
+
+    def __init__(self, emu: Emulator, data: Path, *, page_size: int = 400) -> None:
+        self.emu = emu
+        self.data = data
+        self.settings = Settings(data_dir=data, timezone=TZ)
+        self.lake = Lake(self.settings.lake_dir)
+        self.warehouse = Warehouse(self.settings.warehouse_path)
+        self.page_size = page_size
+
+    def extractor(self) -> Extractor:
+        return Extractor(
+            lake=self.lake, warehouse=self.warehouse, timezone=TZ,
+            order_api=OrderApi.connect(self.emu.order_api_url, self.emu.order_api_key,
+                                       config=FAST_HTTP, page_size=self.page_size),
+            shop_api=ShopApi.connect(self.emu.shop_api_url, self.emu.shop_api_key,
+                                     config=FAST_HTTP, page_size=50),
+        )
+
+    def extract(self, stream: str, **options: Any) -> LoadManifest:
+        if "lookback" in options and not isinstance(options["lookback"], timedelta):
+            options["lookback"] = timedelta(days=options["lookback"])
+        return self.extractor().run(stream, ExtractOptions(**options))
+
+    def sync(self, streams: list[str] | None = None, **options: Any
+             ) -> dict[str, tuple[LoadManifest, MergeResult]]:
+        out = {}
+        for stream in streams or list(STREAMS):
+            manifest = self.extract(stream, **options)
+            (result,) = self.warehouse.merge_loads([manifest])
+            out[stream] = (manifest, result)
+        return out
+
+    def refresh_orders(self, numbers: list[int]) -> tuple[LoadManifest, MergeResult]:
+        manifest = self.extract("orders", mode="refresh", keys=tuple(numbers))
+        (result,) = self.warehouse.merge_loads([manifest])
+        return manifest, result
+
+    def publish(self) -> dict[str, Any]:
+        return self.warehouse.publish(self.settings.snapshot_path)
+
+
+@pytest.fixture
+def pipeline(emu: Emulator, data_dir: Path) -> Pipeline:
+    return Pipeline(emu, data_dir)
