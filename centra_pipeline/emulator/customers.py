@@ -37,6 +37,7 @@ _PLACES: dict[str, tuple[tuple[str, ...], str, str, tuple[str, ...]]] = {
     "DK": (("København", "Aarhus", "Odense"), "####", "Strøget", ()),
     "NO": (("Oslo", "Bergen", "Trondheim"), "####", "Karl Johans gate", ()),
 }  # fmt: skip
+_COUNTRIES: tuple[str, ...] = tuple(c for m in MARKETS for c in m.countries)
 _DIAL = {"SE": "46", "DE": "49", "FR": "33", "NL": "31", "FI": "358", "IT": "39", "ES": "34",
          "GB": "44", "US": "1", "DK": "45", "NO": "47"}  # fmt: skip
 _ASCII = str.maketrans({"å": "a", "ä": "a", "ö": "o", "é": "e", "í": "i", "ü": "u", "ø": "o",
@@ -89,8 +90,29 @@ class CustomerTable:
         self.market = pick_weighted(hasher.uniform(keys, "customer/market"), weights).astype(
             np.int8
         )
+        # Everything else a customer is made of, as small integer columns drawn once: a cache
+        # miss then costs one record read instead of eight hash evaluations, and the string
+        # cache can stay small (a big one makes every GC pass over the heap slower).
+        market_countries = np.asarray([len(m.countries) for m in MARKETS])[self.market]
+        country_offset = np.cumsum([0] + [len(m.countries) for m in MARKETS])[:-1]
+        country = country_offset[self.market] + hasher.below(
+            keys, "customer/country", market_countries
+        )
+        cities = np.asarray([len(_PLACES[c][0]) for c in _COUNTRIES])[country]
+        self._columns = np.rec.fromarrays(
+            [
+                country.astype(np.int8),
+                hasher.below(keys, "customer/first", len(_FIRST)).astype(np.int8),
+                hasher.below(keys, "customer/last", len(_LAST)).astype(np.int8),
+                hasher.below(keys, "customer/city", cities).astype(np.int8),
+                hasher.below(keys, "customer/zip", 10**6).astype(np.int32),
+                hasher.below(keys, "customer/phone", 10**8).astype(np.int32),
+                (1 + hasher.below(keys, "customer/house", 120)).astype(np.int16),
+            ],
+            names="country,first,last,city,zip,phone,house",
+        )
         self.rev: dict[int, int] = {}
-        self._base = lru_cache(maxsize=131072)(self._compute_base)
+        self._base = lru_cache(maxsize=16384)(self._compute_base)
 
     # truth ------------------------------------------------------------------------------
     def exists(self, customer_id: int) -> bool:
@@ -100,15 +122,15 @@ class CustomerTable:
         return self._base(customer_id)
 
     def _compute_base(self, cid: int) -> CustomerBase:
-        h = self.hasher
-        market = MARKETS[int(self.market[cid - 1])]
-        country = market.countries[h.scalar_below(cid, "customer/country", len(market.countries))]
+        country_i, first_i, last_i, city_i, zip_number, phone_number, house = self._columns[
+            cid - 1
+        ].tolist()
+        country = _COUNTRIES[country_i]
         cities, zip_pattern, street, states = _PLACES[country]
-        first = _FIRST[h.scalar_below(cid, "customer/first", len(_FIRST))]
-        last = _LAST[h.scalar_below(cid, "customer/last", len(_LAST))]
+        first = _FIRST[first_i]
+        last = _LAST[last_i]
         email = f"{first.translate(_ASCII)}.{last.translate(_ASCII)}.{cid}@example.com".lower()
-        city_i = h.scalar_below(cid, "customer/city", len(cities))
-        digits = f"{h.scalar_below(cid, 'customer/zip', 10**6):06d}"
+        digits = f"{zip_number:06d}"
         zipcode, k = [], 0
         for ch in zip_pattern:
             if ch == "#":
@@ -116,8 +138,7 @@ class CustomerTable:
                 k += 1
             else:
                 zipcode.append(ch)
-        phone = f"+{_DIAL[country]}{h.scalar_below(cid, 'customer/phone', 10**8):08d}"
-        house = 1 + h.scalar_below(cid, "customer/house", 120)
+        phone = f"+{_DIAL[country]}{phone_number:08d}"
         return CustomerBase(
             first=first,
             last=last,
