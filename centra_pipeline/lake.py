@@ -93,7 +93,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,7 +136,7 @@ class Lake:
             return removed
         for candidate in base.glob("day=*/load=*.tmp-*"):
             match = _TMP.match(candidate.name)
-            if match and not _pid_alive(int(match["pid"])):
+            if match and not pid_alive(int(match["pid"])):
                 shutil.rmtree(candidate, ignore_errors=True)
                 removed.append(candidate)
         return removed

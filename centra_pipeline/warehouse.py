@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 
 from centra_pipeline.failpoints import failpoint
-from centra_pipeline.lake import LoadManifest
+from centra_pipeline.lake import LoadManifest, pid_alive
 from centra_pipeline.schema import (
     META_TYPES,
     STREAMS,
@@ -285,6 +285,7 @@ class Warehouse:
         snapshot_path = Path(snapshot_path)
         snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        _remove_abandoned_copies(snapshot_path)
         tmp = snapshot_path.with_name(f".{snapshot_path.name}.tmp-{os.getpid()}")
         with self._locked(exclusive=True):
             con = self._connect(read_only=False)
@@ -311,6 +312,14 @@ class Warehouse:
             "bytes": snapshot_path.stat().st_size,
             "seconds": round(time.monotonic() - started, 3),
         }
+
+
+def _remove_abandoned_copies(snapshot_path: Path) -> None:
+    """Half-written snapshot copies of publishers that died (their pid is gone)."""
+    for candidate in snapshot_path.parent.glob(f".{snapshot_path.name}.tmp-*"):
+        pid = candidate.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
