@@ -14,16 +14,26 @@ lake after a crash between landing and merging).
 
 
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
 from centra_pipeline import quality
+from centra_pipeline.centra.errors import (
+    CentraAuthError,
+    CentraBusinessError,
+    CentraEndpointNotAllowed,
+    CentraURLError,
+)
+from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.extract import ExtractOptions, Extractor, Progress
 from centra_pipeline.lake import LoadManifest
 from centra_pipeline.schema import STREAMS, TABLES, Stream, Table
+from centra_pipeline.settings import ConfigError
+from centra_pipeline.transform import MissingKey
 from centra_pipeline.warehouse import MergeResult, q
 
 GROUPS = {"order_api": "centra_order_api", "shop_api": "centra_shop_api"}
@@ -227,6 +237,11 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         op_tags={"centra_pipeline/stream": stream.name},
     )
     def _sync(context: dg.AssetExecutionContext, config: SyncConfig, centra: CentraResource):
+        with _no_retry_for_mistakes():
+            yield from _run_stream(context, config, centra)
+
+    def _run_stream(context: dg.AssetExecutionContext, config: SyncConfig,
+                    centra: CentraResource):
         selected = context.selected_asset_keys
         settings = centra.settings()
         lake = centra.lake()
@@ -278,6 +293,17 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
                 yield from _check_results(context, con, table, drift)
 
     return _sync
+
+
+@contextmanager
+def _no_retry_for_mistakes():
+    """Configuration and permission problems fail at once with their message; retrying them
+    only delays the message. Transient ones (server errors, timeouts) keep the retry policy."""
+    try:
+        yield
+    except (ConfigError, CentraAuthError, CentraURLError, CentraEndpointNotAllowed,
+            CentraBusinessError, TypeDrift, MissingKey, ValueError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _check_results(context, con, table: Table, drift) -> list[dg.AssetCheckResult]:
