@@ -25,13 +25,14 @@ MAX_EVENTS_PER_TICK = 5000
 MAX_ORDERS_PER_RUN = 500
 
 
-def plan_refresh(events: list[InboxEvent], max_orders: int = MAX_ORDERS_PER_RUN
+def plan_refresh(events: list[InboxEvent], max_orders: int | None = None
                  ) -> tuple[list[int], int, list[str]]:
     """Coalesce order events into (order numbers, last seq covered, ids that are not numbers).
 
     Stops before the event that would add order number `max_orders + 1`, so the cursor only
     covers events whose orders are in the run.
     """
+    max_orders = MAX_ORDERS_PER_RUN if max_orders is None else max_orders
     orders: list[int] = []
     seen: set[int] = set()
     invalid: list[str] = []
