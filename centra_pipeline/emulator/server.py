@@ -9,6 +9,7 @@ Content-Length and then hang up halfway, and to dribble a body byte by byte. Rou
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import io
 import logging
 import socket
@@ -63,6 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header shows the *store* clock, as a real server's Date matches the
+        clock its data is stamped with; clients may use it as Centra's "now"."""
+        when = self.server.app.store.now if timestamp is None else timestamp
+        return email.utils.formatdate(when, usegmt=True)
 
     def setup(self) -> None:
         super().setup()

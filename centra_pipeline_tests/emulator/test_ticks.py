@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -188,3 +190,17 @@ def test_stats_report_counts_requests_and_clock(fresh: Client) -> None:
     assert stats["webhooks"] == {"enabled": False}
     assert fresh.admin("GET", "/nope").status_code == 404
     assert fresh.admin("GET", "/tick").status_code == 405
+
+
+def test_date_header_is_the_store_clock(fresh: Client) -> None:
+    def server_now(response: Any) -> str:
+        moment = parsedate_to_datetime(response.headers["Date"])
+        return moment.astimezone(ZoneInfo("Europe/Stockholm")).strftime("%Y-%m-%d %H:%M:%S")
+
+    assert server_now(fresh.order("/orders", limit=1)) == "2026-01-15 12:00:00"
+    result = fresh.emu.tick(updated_products=1, advance_seconds=90)
+    response = fresh.order("/products", modified=server_now(fresh.order("/stock", limit=1)))
+    assert server_now(response) == result["now"] == "2026-01-15 12:01:30"
+    assert {r["productId"] for r in response.json()["products"]} == set(
+        result["updated_product_ids"]
+    )
