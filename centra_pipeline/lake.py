@@ -206,7 +206,7 @@ class LoadWriter:
             self.manifest.files[name].append(rel)
             writer = pq.ParquetWriter(
                 self.tmp_dir / rel, lake_schema(_table(self.stream, name)), compression="zstd",
-                compression_level=3,
+                compression_level=1,
             )
             self._writers[name] = writer
             self._file_rows[name] = 0

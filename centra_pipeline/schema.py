@@ -77,11 +77,12 @@ class Table:
     source: str  # where it comes from in Centra, for the table reference
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
-    rows: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    # Child tables: record -> child rows; parent tables: None (the record is the row).
+    rows: Callable[[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]] | None = None
     parent: str | None = None  # child tables are replaced together with their parent row
     parent_key: tuple[str, ...] = ()  # columns holding the parent's primary key
     consumes: frozenset[str] = field(default_factory=frozenset)  # keys children handle
-    ignore_extra: frozenset[str] = field(default_factory=frozenset)  # injected helper keys
+    ignore_extra: frozenset[str] = field(default_factory=frozenset)  # keys that repeat others
 
     @property
     def is_parent(self) -> bool:
@@ -92,11 +93,20 @@ class Table:
         return [col.name for col in self.columns]
 
     def known_keys(self) -> frozenset[str]:
-        return (
-            frozenset(col.source for col in self.columns if col.source)
-            | self.consumes
-            | self.ignore_extra
-        )
+        """Top-level keys of a row that something maps (a column, or a child table)."""
+        sources = {col.source.split(".")[0] for col in self.columns
+                   if col.source and not col.source.startswith("@")}
+        return frozenset(sources) | {c.split(".")[0] for c in self.consumes} | self.ignore_extra
+
+    def known_nested_keys(self) -> dict[str, frozenset[str]]:
+        """For nested objects mapped by dotted sources (`discounts.discountAsNumber`), the
+        keys of that object that something maps."""
+        nested: dict[str, set[str]] = {}
+        for path in [col.source for col in self.columns if col.source] + list(self.consumes):
+            if "." in path and not path.startswith("@"):
+                head, tail = path.split(".", 1)
+                nested.setdefault(head, set()).add(tail)
+        return {head: frozenset(tails) for head, tails in nested.items()}
 
 
 # Metadata columns. Lake files carry all of them; the warehouse drops `_raw` and `_seq`
@@ -131,40 +141,27 @@ def warehouse_meta(table: Table) -> tuple[str, ...]:
 
 
 # --- row builders ------------------------------------------------------------------------
-def _self(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [record]
+# A child table's builder turns one record into its child rows: (item, injected) pairs, where
+# `item` is Centra's own nested object (not copied) and `injected` holds the `@`-columns the
+# row gets from its context: the parent's key, a position, a map key.
+Row = tuple[dict[str, Any], dict[str, Any]]
 
 
 def _children(list_key: str, parent_field: str, inject: str, position: str | None = None):
-    def rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    def rows(record: dict[str, Any]) -> list[Row]:
         items = record.get(list_key)
         if not isinstance(items, list):
             return []
         parent_id = record.get(parent_field)
-        out = []
-        for i, item in enumerate(items):
-            if isinstance(item, dict):
-                row = {**item, inject: parent_id}
-                if position:
-                    row[position] = i
-                out.append(row)
-        return out
+        if position:
+            return [(item, {inject: parent_id, position: i}) for i, item in enumerate(items)
+                    if isinstance(item, dict)]
+        return [(item, {inject: parent_id}) for item in items if isinstance(item, dict)]
 
     return rows
 
 
-def _order_row(record: dict[str, Any]) -> list[dict[str, Any]]:
-    discounts = record.get("discounts")
-    if isinstance(discounts, dict):
-        row = dict(record)
-        for key, value in discounts.items():
-            if key not in ("vouchers", "automaticDiscounts"):
-                row[f"discounts.{key}"] = value
-        return [row]
-    return [record]
-
-
-def _order_discounts(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _order_discounts(record: dict[str, Any]) -> list[Row]:
     discounts = record.get("discounts")
     if not isinstance(discounts, dict):
         return []
@@ -173,9 +170,8 @@ def _order_discounts(record: dict[str, Any]) -> list[dict[str, Any]]:
     for kind, key in (("voucher", "vouchers"), ("automatic", "automaticDiscounts")):
         items = discounts.get(key)
         if isinstance(items, list):
-            for i, item in enumerate(items):
-                if isinstance(item, dict):
-                    out.append({**item, "@order_id": order_id, "@type": kind, "@position": i})
+            out.extend((item, {"@order_id": order_id, "@type": kind, "@position": i})
+                       for i, item in enumerate(items) if isinstance(item, dict))
     return out
 
 
@@ -186,69 +182,61 @@ def _order_status_name(value: Any) -> Any:
     return ORDER_STATUS_NAMES.get(text, text)
 
 
-def _product_prices(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _product_prices(record: dict[str, Any]) -> list[Row]:
     prices = record.get("prices")
     if not isinstance(prices, list):
         return []
     stock_item = record.get("stockItemId")
-    return [{**p, "@stock_item_id": stock_item} for p in prices if isinstance(p, dict)]
+    return [(p, {"@stock_item_id": stock_item}) for p in prices if isinstance(p, dict)]
 
 
 def _keyed_children(map_key: str, key_field: str, inject_key: str):
     """Shop API maps such as `items: {"<itemId>": {...}}` become rows with the map key."""
 
-    def rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    def rows(record: dict[str, Any]) -> list[Row]:
         mapping = record.get(map_key)
         if not isinstance(mapping, dict):
             return []
         product = record.get("product")
-        return [
-            {**value, key_field: key, inject_key: product}
-            for key, value in mapping.items()
-            if isinstance(value, dict)
-        ]
+        return [(value, {key_field: key, inject_key: product})
+                for key, value in mapping.items() if isinstance(value, dict)]
 
     return rows
 
 
-def _shop_markets(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _shop_markets(record: dict[str, Any]) -> list[Row]:
     markets = record.get("markets")
     if not isinstance(markets, dict):
         return []
     product = record.get("product")
-    return [
-        {**{k: v for k, v in value.items() if k != "pricesByPricelist"},
-         "@market_id": market_id, "@product": product}
-        for market_id, value in markets.items()
-        if isinstance(value, dict)
-    ]
+    return [(value, {"@market_id": market_id, "@product": product})
+            for market_id, value in markets.items() if isinstance(value, dict)]
 
 
-def _shop_prices(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _shop_prices(record: dict[str, Any]) -> list[Row]:
     markets = record.get("markets")
     if not isinstance(markets, dict):
         return []
     product = record.get("product")
-    out = []
+    out: list[Row] = []
     for market_id, market in markets.items():
         if not isinstance(market, dict):
             continue
         by_pricelist = market.get("pricesByPricelist")
         if not isinstance(by_pricelist, dict):
             continue
-        for pricelist_id, price in by_pricelist.items():
-            if isinstance(price, dict):
-                out.append({**price, "@market_id": market_id, "@pricelist_id": pricelist_id,
+        out.extend((price, {"@market_id": market_id, "@pricelist_id": pricelist_id,
                             "@product": product})
+                   for pricelist_id, price in by_pricelist.items() if isinstance(price, dict))
     return out
 
 
-def _shop_media(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _shop_media(record: dict[str, Any]) -> list[Row]:
     media = record.get("media")
     if not isinstance(media, list):
         return []
     product = record.get("product")
-    return [{**m, "@product": product, "@position": i} for i, m in enumerate(media)
+    return [(m, {"@product": product, "@position": i}) for i, m in enumerate(media)
             if isinstance(m, dict)]
 
 
@@ -273,8 +261,8 @@ ORDERS = Table(
     description="One row per order (Centra order number), current state.",
     source="Order API GET /orders (and GET /orders?order=N for webhook refreshes)",
     primary_key=("order_id",),
-    rows=_order_row,
-    consumes=frozenset({"products", "shipments", "discounts"}),
+    consumes=frozenset({"products", "shipments", "discounts.vouchers",
+                        "discounts.automaticDiscounts"}),
     columns=(
         c("orderId", BIGINT, "Order number (Centra's `orderId`; the webhook `id`)", required=True),
         c("selectionId", TEXT, "Selection (cart) id; equals the Integration API order id"),
@@ -378,7 +366,6 @@ ORDER_LINES = Table(
         c("warehouses", JSON, "Allocation per warehouse: [{name, itemQty}]"),
         c("localizedSize", JSON, "Localized size {localizedSize, localizationDefinitionName}"),
     ),
-    ignore_extra=frozenset({"@order_id", "@position"}),
 )
 
 ORDER_SHIPMENTS = Table(
@@ -401,7 +388,6 @@ ORDER_SHIPMENTS = Table(
         c("returnSlipTracking", TEXT, "Return slip tracking"),
         c("additionalMessage", TEXT, "Additional message"),
     ),
-    ignore_extra=frozenset({"@order_id"}),
 )
 
 ORDER_DISCOUNTS = Table(
@@ -428,7 +414,6 @@ ORDER_DISCOUNTS = Table(
         c("originalPriceOff", TEXT, "Original amount off, formatted"),
         c("originalPriceOffAsNumber", MONEY, "Original amount off"),
     ),
-    ignore_extra=frozenset({"@order_id", "@type", "@position"}),
 )
 
 RETURNS = Table(
@@ -437,7 +422,6 @@ RETURNS = Table(
     description="Returns (Centra's refunds are made through returns; `completed` = processed).",
     source="Order API GET /returns",
     primary_key=("return_id",),
-    rows=_self,
     consumes=frozenset({"products"}),
     columns=(
         c("returnId", BIGINT, "Return id", required=True),
@@ -494,7 +478,6 @@ RETURN_LINES = Table(
         c("quantity", BIGINT, "Quantity returned", required=True),
         c("price", MONEY, "Unit price as on the shipment"),
     ),
-    ignore_extra=frozenset({"@return_id"}),
 )
 
 CUSTOMERS = Table(
@@ -503,7 +486,6 @@ CUSTOMERS = Table(
     description="Customers.",
     source="Order API GET /customers (modified filter) and GET /customers/{id}",
     primary_key=("customer_id",),
-    rows=_self,
     columns=(
         c("customerId", BIGINT, "Customer id", required=True),
         c("email", TEXT, "E-mail"),
@@ -532,7 +514,6 @@ PRODUCTS = Table(
     description="Order API product rows: one row per stock item (size).",
     source="Order API GET /products (modified filter)",
     primary_key=("stock_item_id",),
-    rows=_self,
     consumes=frozenset({"prices"}),
     columns=(
         *_product_identity(),
@@ -579,7 +560,6 @@ PRODUCT_PRICES = Table(
         c("currency", TEXT, "Currency"),
         c("campaigns", JSON, "Campaign prices: [{id, campaign, price}]"),
     ),
-    ignore_extra=frozenset({"@stock_item_id"}),
 )
 
 STOCK = Table(
@@ -588,7 +568,6 @@ STOCK = Table(
     description="Stock per stock item (size).",
     source="Order API GET /stock (stock_modified filter)",
     primary_key=("stock_item_id",),
-    rows=_self,
     # /stock repeats the product fields, which the products table already holds.
     consumes=frozenset({
         "brand", "collection", "product", "variant", "weight", "weightUnit", "countryOfOrigin",
@@ -612,7 +591,6 @@ SHOP_PRODUCTS = Table(
     description="Storefront catalogue products (one per Centra display variant).",
     source="Shop API POST /products/filter",
     primary_key=("product",),
-    rows=_self,
     consumes=frozenset({"items", "markets", "media", "categories"}),
     columns=(
         c("product", BIGINT, "Shop API product id", required=True),
@@ -667,7 +645,6 @@ SHOP_PRODUCT_ITEMS = Table(
         c("ean", TEXT, "EAN"),
         c("stockByMarket", JSON, "Stock per market id"),
     ),
-    ignore_extra=frozenset({"@item_key", "@product"}),
 )
 
 SHOP_PRODUCT_MARKETS = Table(
@@ -684,7 +661,7 @@ SHOP_PRODUCT_MARKETS = Table(
         c("@market_id", BIGINT, "Market id", name="market_id", required=True),
         c("stockOfAllItems", BIGINT, "Stock of all sizes in the market"),
     ),
-    ignore_extra=frozenset({"@product", "@market_id"}),
+    consumes=frozenset({"pricesByPricelist"}),
 )
 
 SHOP_PRODUCT_PRICES = Table(
@@ -710,7 +687,6 @@ SHOP_PRODUCT_PRICES = Table(
         c("showAsOnSale", BOOL, "Shown as on sale"),
         c("newProduct", BOOL, "Shown as new"),
     ),
-    ignore_extra=frozenset({"@product", "@market_id", "@pricelist_id"}),
 )
 
 SHOP_PRODUCT_MEDIA = Table(
@@ -728,7 +704,6 @@ SHOP_PRODUCT_MEDIA = Table(
         c("type", TEXT, "Media type"),
         c("sources", JSON, "URLs per size: {size: {url, width, height, mimeType}}"),
     ),
-    ignore_extra=frozenset({"@product", "@position"}),
 )
 
 SHOP_PRODUCT_CATEGORIES = Table(
@@ -747,7 +722,7 @@ SHOP_PRODUCT_CATEGORIES = Table(
         c("uri", TEXT, "Category URI"),
         c("sortOrder", BIGINT, "Sort order of the product in the category"),
     ),
-    ignore_extra=frozenset({"@product", "@category_key", "category"}),
+    ignore_extra=frozenset({"category"}),  # repeats the map key
 )
 
 

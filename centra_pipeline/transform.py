@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from operator import itemgetter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,19 +124,71 @@ def _convert(column: Column, values: list[Any], tz: str, coercions: Coercions,
     raise ValueError(f"unsupported type {t}")
 
 
+def _column_values(rows: list[dict[str, Any]], injected: list[dict[str, Any]] | None,
+                   sources: list[str | None]) -> list[list[Any]]:
+    """Transpose rows into one value list per source (None where a row lacks the key).
+
+    This is the hot loop of a load: one C-level itemgetter call per row for the keys every
+    row has; dict.get loops only for keys some rows lack (optional fields) and for nested
+    `a.b` paths; `@`-sources come from the injected context of child rows.
+    """
+    n = len(rows)
+    if not n:
+        return [[] for _ in sources]
+    plain = [s for s in sources if s and not s.startswith("@") and "." not in s]
+    seen_lengths = {len(row) for row in rows}
+    common = set(plain)
+    if len(seen_lengths) > 1 or not common.issubset(rows[0].keys()):
+        for row in rows:
+            if not common.issubset(row.keys()):
+                common &= row.keys()
+    present = [s for s in plain if s in common]
+    out: dict[str, list[Any]] = {}
+    if len(present) == 1:
+        out[present[0]] = [row[present[0]] for row in rows]
+    elif present:
+        getter = itemgetter(*present)
+        for name, column in zip(present, zip(*map(getter, rows)), strict=True):
+            out[name] = list(column)
+    for name in sources:
+        if name is None or name in out:
+            continue
+        if name.startswith("@"):
+            assert injected is not None, f"{name} needs a child row's context"
+            out[name] = [ctx.get(name) for ctx in injected]
+        elif "." in name:
+            head, tail = name.split(".", 1)
+            out[name] = [(row.get(head) or {}).get(tail) if isinstance(row.get(head), dict)
+                         else None for row in rows]
+        else:
+            out[name] = [row.get(name) for row in rows]
+    return [out[s] if s is not None else [None] * n for s in sources]
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _extras(table: Table, rows: list[dict[str, Any]], drift: Drift) -> list[str | None]:
+    """Per row, the fields no column maps, as JSON (None when there are none)."""
     seen: set[str] = set()
     for row in rows:
         seen.update(row.keys())
     unknown = seen - table.known_keys()
-    if not unknown:
+    nested = {head: tails for head, tails in table.known_nested_keys().items()
+              if head in seen}
+    if not unknown and not nested:
         return [None] * len(rows)
     out: list[str | None] = []
     for row in rows:
         extra = {k: row[k] for k in unknown if k in row}
+        for head, tails in nested.items():
+            inner = row.get(head)
+            if isinstance(inner, dict) and not tails.issuperset(inner.keys()):
+                for key in inner.keys() - tails:
+                    extra[f"{head}.{key}"] = inner[key]
         for k, v in extra.items():
             drift.add(table.name, k, v)
-        out.append(json.dumps(extra, separators=(",", ":"), ensure_ascii=False) if extra else None)
+        out.append(_encode(extra) if extra else None)
     return out
 
 
@@ -153,14 +206,12 @@ def flatten(
     coercions = Coercions()
     n = len(records)
     seqs = list(range(seq_start, seq_start + n))
+    objs = [record.obj for record in records]
     tables: dict[str, pa.Table] = {}
     parent = stream.parent
-    parent_rows: list[dict[str, Any]] = []
-    for record in records:
-        parent_rows.extend(parent.rows(record.obj))
     pk_source = parent.columns[0].source
     assert pk_source is not None
-    parent_keys = [row.get(pk_source) for row in parent_rows]
+    parent_keys = [obj.get(pk_source) for obj in objs]
     for i, key in enumerate(parent_keys):
         if key is None or key == "":
             raise MissingKey(
@@ -169,20 +220,22 @@ def flatten(
             )
 
     for table in stream.tables:
-        if table.is_parent:
-            rows = parent_rows
+        injected: list[dict[str, Any]] | None = None
+        if table.rows is None:
+            rows = objs
             row_seqs = seqs
+            keys = parent_keys
         else:
-            rows = []
-            row_seqs = []
-            for seq, record in zip(seqs, records, strict=True):
-                children = table.rows(record.obj)
-                rows.extend(children)
-                row_seqs.extend([seq] * len(children))
-        keys = [parent_keys[s - seq_start] for s in row_seqs]
-        arrays = [_convert(col, [row.get(col.source) for row in rows], tz, coercions, keys,
-                           table.name)
-                  for col in table.columns]
+            rows, injected, row_seqs, keys = [], [], [], []
+            for seq, obj, key in zip(seqs, objs, parent_keys, strict=True):
+                for item, context in table.rows(obj):
+                    rows.append(item)
+                    injected.append(context)
+                    row_seqs.append(seq)
+                    keys.append(key)
+        values = _column_values(rows, injected, [col.source for col in table.columns])
+        arrays = [_convert(col, column, tz, coercions, keys, table.name)
+                  for col, column in zip(table.columns, values, strict=True)]
         for col, array in zip(table.columns, arrays, strict=True):
             if col.name in table.primary_key and array.null_count:
                 idx = next(i for i, v in enumerate(array.to_pylist()) if v is None)

@@ -160,6 +160,13 @@ def column_int(column: str, values: list[Any], coercions: Coercions, keys=None) 
         return pa.array(values, type=pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         pass
+    try:  # ids as strings ("83651"), the Order API's usual form; "" means none
+        strings = pa.array(values, type=pa.string())
+        strings = pc.if_else(pc.equal(pc.utf8_trim_whitespace(strings), ""),
+                             pa.scalar(None, pa.string()), strings)
+        return pc.cast(pc.utf8_trim_whitespace(strings), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        pass
     out: list[int | None] = []
     coerced = 0
     for i, v in enumerate(values):
@@ -282,10 +289,12 @@ def column_str(column: str, values: list[Any], coercions: Coercions, keys=None) 
     return pa.array(out, type=pa.string())
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def column_json(column: str, values: list[Any], coercions: Coercions, keys=None) -> pa.Array:
     return pa.array(
-        [None if v is None else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
-         for v in values],
+        [None if v is None else ("[]" if v == [] else _encode_json(v)) for v in values],
         type=pa.string(),
     )
 
