@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         }
         os.environ.update(env)
         try:
-            print(f"emulator: {emu.base_url} ({config.orders:,} orders)")
+            print(f"emulator: {emu.base_url} ({config.orders:,} orders); its throw-away keys:")
+            for name in ("CENTRA_ORDER_API_URL", "CENTRA_ORDER_API_KEY", "CENTRA_SHOP_API_URL",
+                         "CENTRA_SHOP_API_KEY"):
+                print(f"  {name}={env[name]}")
             receiver = subprocess.Popen(
                 [sys.executable, "-m", "centra_pipeline.cli", "webhook-server", "--host",
                  "127.0.0.1", "--port", str(args.webhook_port)],
@@ -140,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
 
             if args.tick_every > 0:
                 threading.Thread(target=ticker, name="emulator-ticker", daemon=True).start()
-            print(f"\nDagster UI: http://127.0.0.1:{args.ui_port}  (Ctrl-C stops everything)")
+            print(f"\nDagster UI: http://127.0.0.1:{args.ui_port}  (Ctrl-C stops everything)",
+                  flush=True)
             print(f"  sync schedule: centra_hourly_sync ({args.sync_cron} in this demo); "
                   "webhook sensor: centra_order_webhook_sensor")
             print(f"  analyst snapshot: {settings.snapshot_path}\n")
