@@ -8,6 +8,8 @@ in parallel steps and their merges queue on the warehouse lock.
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from centra_pipeline.defs.assets import (
@@ -33,6 +35,16 @@ MULTIPROCESS_RUN_CONFIG = {"execution": {"config": {"multiprocess": {
     "start_method": {"forkserver": {"preload_modules": ["centra_pipeline.definitions"]}},
 }}}}
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
+
+
+def scheduled_run_config() -> dict:
+    """`CENTRA_SYNC_EXECUTOR=in_process` runs scheduled syncs in one process: better on a
+    small machine that also hosts the emulator (the live demo does this)."""
+    choice = os.environ.get(ENV_SYNC_EXECUTOR, "multiprocess").strip().lower()
+    if choice not in ("multiprocess", "in_process"):
+        raise ValueError(f"{ENV_SYNC_EXECUTOR} must be multiprocess or in_process, not {choice!r}")
+    return IN_PROCESS_RUN_CONFIG if choice == "in_process" else MULTIPROCESS_RUN_CONFIG
 
 
 def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
@@ -53,7 +65,7 @@ centra_sync_job = dg.define_asset_job(
                 "analyst snapshot.",
     tags={WAREHOUSE_WRITER_TAG: "true"},
     executor_def=dg.multi_or_in_process_executor,
-    config=MULTIPROCESS_RUN_CONFIG,
+    config=scheduled_run_config(),
 )
 
 centra_order_refresh_job = dg.define_asset_job(
