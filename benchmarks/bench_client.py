@@ -31,20 +31,30 @@ def main() -> None:
             result = measured_rss(FETCH, emu.env)
         data = json.loads(result["stdout"])
         records = data["orders"]["records"]
-        runs.append({
-            "orders_in_store": orders,
-            "orders_paged": records,
-            "seconds": round(result["seconds"], 2),
-            "orders_per_second": round(records / data["orders"]["seconds"]),
-            "peak_rss_mb": round(result["peak_rss_mb"]),
-            "requests": data["requests"],
-        })
+        runs.append(
+            {
+                "orders_in_store": orders,
+                "orders_paged": records,
+                "seconds": round(result["seconds"], 2),
+                "orders_per_second": round(records / data["orders"]["seconds"]),
+                "peak_rss_mb": round(result["peak_rss_mb"]),
+                "requests": data["requests"],
+            }
+        )
         print(runs[-1], flush=True)
-    lines = ["# Client benchmark: paging orders with the Order API client", "",
-             f"Machine: {machine()}. Emulator in its own process; `limit=1000`.", "",
-             "| orders | seconds | orders/s | peak RSS |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['orders_paged']:,} | {r['seconds']} | {r['orders_per_second']:,} | "
-              f"{r['peak_rss_mb']} MB |" for r in runs]
+    lines = [
+        "# Client benchmark: paging orders with the Order API client",
+        "",
+        f"Machine: {machine()}. Emulator in its own process; `limit=1000`.",
+        "",
+        "| orders | seconds | orders/s | peak RSS |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['orders_paged']:,} | {r['seconds']} | {r['orders_per_second']:,} | "
+        f"{r['peak_rss_mb']} MB |"
+        for r in runs
+    ]
     lines += ["", "Reproduce: `uv run python benchmarks/bench_client.py`."]
     path = write_result("client", "\n".join(lines), {"runs": runs})
     print("\n".join(lines))

@@ -23,14 +23,19 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     config = HttpConfig(max_requests_per_second=settings.max_requests_per_second)
-    order = OrderApi.connect(settings.order_api_url, settings.order_api_key, config=config,
-                             page_size=1000)
-    shop = ShopApi.connect(settings.shop_api_url, settings.shop_api_key, config=config,
-                           page_size=100)
+    order = OrderApi.connect(
+        settings.order_api_url, settings.order_api_key, config=config, page_size=1000
+    )
+    shop = ShopApi.connect(
+        settings.shop_api_url, settings.shop_api_key, config=config, page_size=100
+    )
     pages = {
-        "orders": order.iter_orders, "returns": order.iter_returns,
-        "customers": order.iter_customers, "products": order.iter_products,
-        "stock": order.iter_stock, "catalogue": shop.iter_products,
+        "orders": order.iter_orders,
+        "returns": order.iter_returns,
+        "customers": order.iter_customers,
+        "products": order.iter_products,
+        "stock": order.iter_stock,
+        "catalogue": shop.iter_products,
     }
     result = {}
     started = time.perf_counter()

@@ -45,20 +45,44 @@ class Emulator:
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_emulator{path}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 - loopback
+        request = urllib.request.Request(
+            f"{self.base_url}/_emulator{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=600) as response:
             return json.loads(response.read())
 
 
 @contextmanager
 def emulator(orders: int, customers: int, products: int, returns: int, seed: int = 7):
-    command = [sys.executable, "-m", "centra_pipeline.cli", "emulator", "--port", "0",
-               "--orders", str(orders), "--customers", str(customers), "--products",
-               str(products), "--returns", str(returns), "--seed", str(seed),
-               "--now", "2026-11-01 12:00:00", "--timezone", TIMEZONE,
-               "--order-api-key", ORDER_KEY, "--shop-api-key", SHOP_KEY]
+    command = [
+        sys.executable,
+        "-m",
+        "centra_pipeline.cli",
+        "emulator",
+        "--port",
+        "0",
+        "--orders",
+        str(orders),
+        "--customers",
+        str(customers),
+        "--products",
+        str(products),
+        "--returns",
+        str(returns),
+        "--seed",
+        str(seed),
+        "--now",
+        "2026-11-01 12:00:00",
+        "--timezone",
+        TIMEZONE,
+        "--order-api-key",
+        ORDER_KEY,
+        "--shop-api-key",
+        SHOP_KEY,
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     base = None
     assert proc.stdout is not None
@@ -83,8 +107,7 @@ def measured_rss(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> d
     started = time.perf_counter()
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.time_ns()}"
     with open(out_path, "w+") as out, open(str(out_path) + ".err", "w+") as err:
-        proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd, stdout=out,
-                                stderr=err)
+        proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -95,18 +118,25 @@ def measured_rss(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> d
     os.unlink(str(out_path) + ".err")
     if proc.returncode != 0:
         raise RuntimeError(f"{command} failed ({proc.returncode}):\n{stderr[-4000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout,
-            "stderr": stderr}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{datetime.now(UTC):%Y-%m-%d}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
 
 
 def write_result(name: str, markdown: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"
-    path.write_text(markdown + "\n\n```json\n" + json.dumps(data, indent=1, default=str)
-                    + "\n```\n")
+    path.write_text(
+        markdown + "\n\n```json\n" + json.dumps(data, indent=1, default=str) + "\n```\n"
+    )
     return path

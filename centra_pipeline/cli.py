@@ -71,7 +71,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     needs_order = any(STREAMS[s].api == "order_api" for s in streams)
     needs_shop = any(STREAMS[s].api == "shop_api" for s in streams)
     missing = (settings.missing_order_api() if needs_order else []) + (
-        settings.missing_shop_api() if needs_shop else [])
+        settings.missing_shop_api() if needs_shop else []
+    )
     if missing:
         return _fail(
             f"Centra is not configured: set {', '.join(missing)} (environment or .env). "
@@ -81,10 +82,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:  # validate options before starting a run
         for name, options in config.items():
             if args.backfill and name == "catalogue":
-                return _fail("the Shop API catalogue has no date filter; backfill the Order "
-                             "API streams with --stream")
-            ExtractOptions(**{k: v for k, v in options.items()
-                              if k in ("mode", "window_start", "window_end")})
+                return _fail(
+                    "the Shop API catalogue has no date filter; backfill the Order "
+                    "API streams with --stream"
+                )
+            ExtractOptions(
+                **{k: v for k, v in options.items() if k in ("mode", "window_start", "window_end")}
+            )
     except ValueError as exc:
         return _fail(str(exc))
     summary = run_sync(streams=streams, stream_config=config)
@@ -106,8 +110,10 @@ def cmd_state(args: argparse.Namespace) -> int:
         if args.stream not in STREAMS:
             return _fail(f"unknown stream {args.stream!r}; streams are {', '.join(STREAMS)}")
         before = warehouse.reset_state(args.stream)
-        print(f"{args.stream}: cursor {before.cursor or '(none)'} forgotten; the next sync "
-              "reads this stream in full. Its data stays in the warehouse until then.")
+        print(
+            f"{args.stream}: cursor {before.cursor or '(none)'} forgotten; the next sync "
+            "reads this stream in full. Its data stays in the warehouse until then."
+        )
         return EXIT_OK
     states = warehouse.all_states()
     rows = []
@@ -122,24 +128,31 @@ def cmd_state(args: argparse.Namespace) -> int:
     for name in STREAMS:
         state = by_stream.get(name)
         last = log_rows.get(name)
-        rows.append({
-            "stream": name,
-            "cursor": state.cursor if state else None,
-            "cursor_updated_at": state.updated_at.isoformat() if state and state.updated_at
-            else None,
-            "last_load_id": last[0] if last else None,
-            "last_merged_at": last[1].isoformat() if last else None,
-            "records_fetched_total": int(last[2]) if last else 0,
-        })
+        rows.append(
+            {
+                "stream": name,
+                "cursor": state.cursor if state else None,
+                "cursor_updated_at": state.updated_at.isoformat()
+                if state and state.updated_at
+                else None,
+                "last_load_id": last[0] if last else None,
+                "last_merged_at": last[1].isoformat() if last else None,
+                "records_fetched_total": int(last[2]) if last else 0,
+            }
+        )
     if args.json:
         print(json.dumps({"warehouse": str(settings.warehouse_path), "streams": rows}, indent=2))
         return EXIT_OK
-    print(f"warehouse: {settings.warehouse_path}"
-          + ("" if settings.warehouse_path.exists() else " (not created yet)"))
+    print(
+        f"warehouse: {settings.warehouse_path}"
+        + ("" if settings.warehouse_path.exists() else " (not created yet)")
+    )
     print(f"{'stream':<10} {'cursor':<20} {'last merged (UTC)':<26} {'records read':>12}")
     for row in rows:
-        print(f"{row['stream']:<10} {row['cursor'] or '-':<20} "
-              f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}")
+        print(
+            f"{row['stream']:<10} {row['cursor'] or '-':<20} "
+            f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}"
+        )
     return EXIT_OK
 
 
@@ -153,8 +166,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     path = settings.snapshot_path
     if not path.exists():
-        return _fail(f"no analyst snapshot at {path} yet: run `centra-pipeline demo` or "
-                     "`centra-pipeline sync` first")
+        return _fail(
+            f"no analyst snapshot at {path} yet: run `centra-pipeline demo` or "
+            "`centra-pipeline sync` first"
+        )
     con = duckdb.connect(str(path), read_only=True)
     try:
         relation = con.sql(args.sql)
@@ -195,16 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(_run=demo_module.run)
 
     sync = sub.add_parser("sync", help="one run of the sync job against the configured Centra")
-    sync.add_argument("--full-refresh", action="store_true",
-                      help="ignore the cursors and read every stream in full")
-    sync.add_argument("--stream", action="append", metavar="NAME",
-                      help="only this stream (repeatable): orders, returns, customers, products, "
-                           "stock, catalogue")
-    sync.add_argument("--backfill", nargs=2, metavar=("START", "END"),
-                      help="re-read an explicit window (store-local dates, END exclusive) "
-                           "without moving the incremental cursor")
-    sync.add_argument("--lookback-days", type=float,
-                      help="how far behind the cursor orders and returns are re-read")
+    sync.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="ignore the cursors and read every stream in full",
+    )
+    sync.add_argument(
+        "--stream",
+        action="append",
+        metavar="NAME",
+        help="only this stream (repeatable): orders, returns, customers, products, "
+        "stock, catalogue",
+    )
+    sync.add_argument(
+        "--backfill",
+        nargs=2,
+        metavar=("START", "END"),
+        help="re-read an explicit window (store-local dates, END exclusive) "
+        "without moving the incremental cursor",
+    )
+    sync.add_argument(
+        "--lookback-days",
+        type=float,
+        help="how far behind the cursor orders and returns are re-read",
+    )
     sync.set_defaults(_run=cmd_sync)
 
     check = sub.add_parser("check", help="verify configuration, keys and endpoints")
@@ -219,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.set_defaults(_run=cmd_state)
 
     query = sub.add_parser("query", help="run SQL on the analyst snapshot (read-only)")
-    query.add_argument("sql", help="the SQL to run, e.g. \"SELECT count(*) FROM orders\"")
+    query.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM orders"')
     query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     query.add_argument("--max-rows", type=int, default=40, help="rows shown in table mode")
     query.set_defaults(_run=cmd_query)

@@ -36,11 +36,17 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*source_specs(), *STREAM_ASSETS.values(), centra_snapshot],
         jobs=[centra_sync_job, centra_order_refresh_job],
-        schedules=[hourly_schedule(
-            dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-            cron)],
-        sensors=[build_order_webhook_sensor(
-            dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED)],
+        schedules=[
+            hourly_schedule(
+                dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+                cron,
+            )
+        ],
+        sensors=[
+            build_order_webhook_sensor(
+                dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+            )
+        ],
         resources={"centra": CentraResource()},
     )
 

@@ -55,14 +55,21 @@ GROUP BY ALL ORDER BY gross DESC LIMIT 5""",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
-                        help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=DEFAULT_ORDERS,
+        help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})",
+    )
     parser.add_argument("--customers", type=int, help="customers (default orders / 5)")
     parser.add_argument("--products", type=int, help="products (default 300)")
     parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
-    parser.add_argument("--ui", action="store_true",
-                        help="start the live demo: emulator ticking every few seconds, webhook "
-                             "receiver and the Dagster UI with schedule and sensor on")
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="start the live demo: emulator ticking every few seconds, webhook "
+        "receiver and the Dagster UI with schedule and sensor on",
+    )
     from centra_pipeline import dev
 
     dev.add_arguments(parser)  # the --ui options
@@ -72,11 +79,17 @@ def _prepare_data_dir(settings: Settings) -> str | None:
     """Clean a previous demo's data; refuse a directory that holds other data."""
     data = settings.data_dir
     marker = data / MARKER
-    ours = [settings.lake_dir, settings.warehouse_path.parent, settings.snapshot_path,
-            settings.inbox_path.parent]
+    ours = [
+        settings.lake_dir,
+        settings.warehouse_path.parent,
+        settings.snapshot_path,
+        settings.inbox_path.parent,
+    ]
     if settings.warehouse_path.exists() and not marker.exists():
-        return (f"{data} already holds a warehouse that the demo did not create; run the demo "
-                "with another data directory, e.g. CENTRA_DATA_DIR=data/demo centra-pipeline demo")
+        return (
+            f"{data} already holds a warehouse that the demo did not create; run the demo "
+            "with another data directory, e.g. CENTRA_DATA_DIR=data/demo centra-pipeline demo"
+        )
     for path in ours:
         if path.is_dir():
             shutil.rmtree(path)
@@ -105,22 +118,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     config = EmulatorConfig(
-        orders=args.orders, customers=args.customers or max(1, args.orders // 5),
-        products=args.products or 300, seed=args.seed, timezone=DEMO_TIMEZONE,
+        orders=args.orders,
+        customers=args.customers or max(1, args.orders // 5),
+        products=args.products or 300,
+        seed=args.seed,
+        timezone=DEMO_TIMEZONE,
     )
-    print(f"Starting the Centra emulator: {config.orders:,} orders, "
-          f"{config.customers:,} customers, {config.products:,} products (seed {config.seed})")
+    print(
+        f"Starting the Centra emulator: {config.orders:,} orders, "
+        f"{config.customers:,} customers, {config.products:,} products (seed {config.seed})"
+    )
     with Emulator(config) as emu:
-        os.environ.update({
-            "CENTRA_ORDER_API_URL": emu.order_api_url,
-            "CENTRA_ORDER_API_KEY": emu.order_api_key,
-            "CENTRA_SHOP_API_URL": emu.shop_api_url,
-            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-            "CENTRA_TIMEZONE": DEMO_TIMEZONE,
-            "CENTRA_DATA_DIR": str(settings.data_dir),
-            # The emulator is on loopback: no shared capacity to protect.
-            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
-        })
+        os.environ.update(
+            {
+                "CENTRA_ORDER_API_URL": emu.order_api_url,
+                "CENTRA_ORDER_API_KEY": emu.order_api_key,
+                "CENTRA_SHOP_API_URL": emu.shop_api_url,
+                "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+                "CENTRA_TIMEZONE": DEMO_TIMEZONE,
+                "CENTRA_DATA_DIR": str(settings.data_dir),
+                # The emulator is on loopback: no shared capacity to protect.
+                "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+            }
+        )
         print(f"Emulator on {emu.base_url}; syncing into {settings.data_dir}\n")
         summary = run_sync()
     print_summary(summary)
@@ -133,9 +153,13 @@ def run(args: argparse.Namespace) -> int:
 def _print_tour(snapshot: Path, seconds: float) -> None:
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "ORDER BY table_name").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
         print("\nRows per table in the analyst snapshot:")
         for name in tables:
             n = con.execute(f'SELECT count(*) FROM main."{name}"').fetchall()[0][0]
@@ -148,8 +172,10 @@ def _print_tour(snapshot: Path, seconds: float) -> None:
     rel = os.path.relpath(snapshot)
     print(f"Demo finished in {seconds:.0f} s.")
     print("\nQuery it yourself (DuckDB 1.5+ or this project's environment):")
-    print(f'  uv run centra-pipeline query "SELECT order_status_name, count(*) FROM orders '
-          f'GROUP BY ALL"')
+    print(
+        '  uv run centra-pipeline query "SELECT order_status_name, count(*) FROM orders '
+        'GROUP BY ALL"'
+    )
     print(f"  duckdb -readonly {rel}")
     print("See it live in the Dagster UI (emulator ticking, webhooks, schedule and sensor):")
     print("  uv run centra-pipeline demo --ui")

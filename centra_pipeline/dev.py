@@ -29,24 +29,41 @@ from centra_pipeline.settings import Settings, project_root
 DEFAULT_ORDERS = 5_000
 DEFAULT_TICK_SECONDS = 5.0
 DEFAULT_SYNC_CRON = "*/5 * * * *"
-TICK = {"new_orders": 3, "updated_orders": 2, "new_returns": 1, "completed_returns": 1,
-        "updated_customers": 1, "updated_products": 1}
+TICK = {
+    "new_orders": 3,
+    "updated_orders": 2,
+    "new_returns": 1,
+    "completed_returns": 1,
+    "updated_customers": 1,
+    "updated_products": 1,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     if not any(a.dest == "orders" for a in parser._actions):
-        parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
-                            help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})")
+        parser.add_argument(
+            "--orders",
+            type=int,
+            default=DEFAULT_ORDERS,
+            help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})",
+        )
         parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
-    parser.add_argument("--tick-every", type=float, default=DEFAULT_TICK_SECONDS,
-                        help="seconds between emulator ticks; 0 = never tick "
-                             f"(default {DEFAULT_TICK_SECONDS:g})")
+    parser.add_argument(
+        "--tick-every",
+        type=float,
+        default=DEFAULT_TICK_SECONDS,
+        help=f"seconds between emulator ticks; 0 = never tick (default {DEFAULT_TICK_SECONDS:g})",
+    )
     parser.add_argument("--ui-port", type=int, default=3000, help="Dagster UI port (3000)")
-    parser.add_argument("--webhook-port", type=int, default=8090,
-                        help="webhook receiver port (8090)")
+    parser.add_argument(
+        "--webhook-port", type=int, default=8090, help="webhook receiver port (8090)"
+    )
     parser.add_argument("--emulator-port", type=int, default=8081, help="emulator port (8081)")
-    parser.add_argument("--sync-cron", default=DEFAULT_SYNC_CRON,
-                        help=f"schedule of the sync in the live demo (default '{DEFAULT_SYNC_CRON}')")
+    parser.add_argument(
+        "--sync-cron",
+        default=DEFAULT_SYNC_CRON,
+        help=f"schedule of the sync in the live demo (default '{DEFAULT_SYNC_CRON}')",
+    )
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -87,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
     secret = secrets.token_hex(16)
     webhook_url = f"http://127.0.0.1:{args.webhook_port}/webhooks/centra"
     config = EmulatorConfig(
-        orders=args.orders, customers=max(1, args.orders // 5), products=200, seed=args.seed,
-        timezone=DEMO_TIMEZONE, port=args.emulator_port, webhook_url=webhook_url,
+        orders=args.orders,
+        customers=max(1, args.orders // 5),
+        products=200,
+        seed=args.seed,
+        timezone=DEMO_TIMEZONE,
+        port=args.emulator_port,
+        webhook_url=webhook_url,
         webhook_secret=secret,
     )
     receiver = dagster = None
@@ -112,13 +134,26 @@ def run(args: argparse.Namespace) -> int:
         os.environ.update(env)
         try:
             print(f"emulator: {emu.base_url} ({config.orders:,} orders); its throw-away keys:")
-            for name in ("CENTRA_ORDER_API_URL", "CENTRA_ORDER_API_KEY", "CENTRA_SHOP_API_URL",
-                         "CENTRA_SHOP_API_KEY"):
+            for name in (
+                "CENTRA_ORDER_API_URL",
+                "CENTRA_ORDER_API_KEY",
+                "CENTRA_SHOP_API_URL",
+                "CENTRA_SHOP_API_KEY",
+            ):
                 print(f"  {name}={env[name]}")
             receiver = subprocess.Popen(
-                [sys.executable, "-m", "centra_pipeline.cli", "webhook-server", "--host",
-                 "127.0.0.1", "--port", str(args.webhook_port)],
-                env=env, cwd=project_root(),
+                [
+                    sys.executable,
+                    "-m",
+                    "centra_pipeline.cli",
+                    "webhook-server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(args.webhook_port),
+                ],
+                env=env,
+                cwd=project_root(),
             )
             _wait_http(f"http://127.0.0.1:{args.webhook_port}/healthz", 30, receiver)
             print(f"webhook receiver: {webhook_url}")
@@ -126,9 +161,20 @@ def run(args: argparse.Namespace) -> int:
             summary = run_sync()
             print_summary(summary)
             dagster = subprocess.Popen(
-                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h",
-                 "127.0.0.1", "-p", str(args.ui_port)],
-                env=env, cwd=project_root(),
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(args.ui_port),
+                ],
+                env=env,
+                cwd=project_root(),
             )
             _wait_http(f"http://127.0.0.1:{args.ui_port}/server_info", 120, dagster)
 
@@ -136,20 +182,27 @@ def run(args: argparse.Namespace) -> int:
                 while not stop.wait(args.tick_every):
                     try:
                         result = emu.tick(**TICK)
-                    except Exception as exc:  # noqa: BLE001 - keep the demo alive
+                    except Exception as exc:
                         print(f"tick failed: {exc}", file=sys.stderr)
                         continue
                     changed = len(result.get("new_order_ids", [])) + len(
-                        result.get("updated_order_ids", []))
-                    print(f"tick at {result.get('now')}: {changed} orders changed → webhooks",
-                          flush=True)
+                        result.get("updated_order_ids", [])
+                    )
+                    print(
+                        f"tick at {result.get('now')}: {changed} orders changed → webhooks",
+                        flush=True,
+                    )
 
             if args.tick_every > 0:
                 threading.Thread(target=ticker, name="emulator-ticker", daemon=True).start()
-            print(f"\nDagster UI: http://127.0.0.1:{args.ui_port}  (Ctrl-C stops everything)",
-                  flush=True)
-            print(f"  sync schedule: centra_hourly_sync ({args.sync_cron} in this demo); "
-                  "webhook sensor: centra_order_webhook_sensor")
+            print(
+                f"\nDagster UI: http://127.0.0.1:{args.ui_port}  (Ctrl-C stops everything)",
+                flush=True,
+            )
+            print(
+                f"  sync schedule: centra_hourly_sync ({args.sync_cron} in this demo); "
+                "webhook sensor: centra_order_webhook_sensor"
+            )
             print(f"  analyst snapshot: {settings.snapshot_path}\n")
             while dagster.poll() is None and receiver.poll() is None:
                 time.sleep(0.5)

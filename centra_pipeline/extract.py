@@ -103,8 +103,10 @@ class Progress:
     def line(self) -> str:
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
         state = "done" if self.done else "reading"
-        return (f"{self.stream}: {state}, {self.records:,} records in {self.pages:,} pages "
-                f"({rate:,.0f}/s), {self.landed:,} landed")
+        return (
+            f"{self.stream}: {state}, {self.records:,} records in {self.pages:,} pages "
+            f"({rate:,.0f}/s), {self.landed:,} landed"
+        )
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -159,13 +161,27 @@ class Extractor:
         progress.done = True
         if self.progress:
             self.progress(progress)
-        log.info("%s: landed %s of %s records (%s pages, %s requests, %s retries) as %s",
-                 stream_name, progress.landed, progress.records, progress.pages,
-                 manifest.requests, manifest.retries, load_id)
+        log.info(
+            "%s: landed %s of %s records (%s pages, %s requests, %s retries) as %s",
+            stream_name,
+            progress.landed,
+            progress.records,
+            progress.pages,
+            manifest.requests,
+            manifest.retries,
+            load_id,
+        )
         return manifest
 
-    def _read(self, plan: _Plan, stream: Stream, writer: LoadWriter, progress: Progress,
-              options: ExtractOptions, cursor_before: str | None) -> LoadManifest:
+    def _read(
+        self,
+        plan: _Plan,
+        stream: Stream,
+        writer: LoadWriter,
+        progress: Progress,
+        options: ExtractOptions,
+        cursor_before: str | None,
+    ) -> LoadManifest:
         """Page through the plan, flattening and writing each page; then commit the load."""
         session = self._session(stream)
         before = session.stats.snapshot()
@@ -185,12 +201,20 @@ class Extractor:
             if plan.track_keys:
                 seen_keys.update(_key(r, plan.key_field) for r in records)
             if plan.known_hashes is not None:
-                records = [r for r in records
-                           if plan.known_hashes.get(_key(r, plan.key_field))
-                           != record_hash(r.raw)]
+                records = [
+                    r
+                    for r in records
+                    if plan.known_hashes.get(_key(r, plan.key_field)) != record_hash(r.raw)
+                ]
             if records:
-                batch = flatten(stream, records, load_id=writer.manifest.load_id,
-                                extracted_at=page.fetched_at, seq_start=seq, tz=self.tz)
+                batch = flatten(
+                    stream,
+                    records,
+                    load_id=writer.manifest.load_id,
+                    extracted_at=page.fetched_at,
+                    seq_start=seq,
+                    tz=self.tz,
+                )
                 seq += len(records)
                 writer.write(batch)
                 progress.landed += len(records)
@@ -209,8 +233,7 @@ class Extractor:
         return writer.commit(
             window=plan.window,
             cursor_before=cursor_before,
-            cursor_after=self._cursor_after(plan, options, cursor_max, server_start,
-                                            cursor_before),
+            cursor_after=self._cursor_after(plan, options, cursor_max, server_start, cursor_before),
             pages=progress.pages,
             requests=after["requests"] - before["requests"],
             retries=after["retries"] - before["retries"],
@@ -225,8 +248,14 @@ class Extractor:
         assert api is not None
         return api.session
 
-    def _cursor_after(self, plan: _Plan, options: ExtractOptions, cursor_max: str | None,
-                      server_start: datetime | None, cursor_before: str | None) -> str | None:
+    def _cursor_after(
+        self,
+        plan: _Plan,
+        options: ExtractOptions,
+        cursor_max: str | None,
+        server_start: datetime | None,
+        cursor_before: str | None,
+    ) -> str | None:
         if options.mode not in ("incremental", "full_refresh"):
             return None  # backfills and refreshes leave the incremental cursor alone
         if plan.cursor_field:
@@ -245,30 +274,48 @@ class Extractor:
             assert api is not None
             if mode == "refresh":
                 keys = tuple(_int_keys(options.keys))
-                return _Plan({"order": list(keys)}, _lookups(keys, api.get_order),
-                             key_field="orderId", requested_keys=keys)
+                return _Plan(
+                    {"order": list(keys)},
+                    _lookups(keys, api.get_order),
+                    key_field="orderId",
+                    requested_keys=keys,
+                )
             if mode == "backfill":
-                window = {"newer_than": normalize_local(options.window_start or ""),
-                          "older_than": normalize_local(options.window_end or "")}
+                window = {
+                    "newer_than": normalize_local(options.window_start or ""),
+                    "older_than": normalize_local(options.window_end or ""),
+                }
             elif incremental:
                 window = {"newer_than": shift_local(cursor, -options.lookback)}
             else:
                 window = {}
-            return _Plan(window, prefetch(api.iter_orders(**window, page_size=size)),
-                         cursor_field="orderDate")
+            return _Plan(
+                window,
+                prefetch(api.iter_orders(**window, page_size=size)),
+                cursor_field="orderDate",
+            )
         if name == "returns":
             api = self.order_api
             assert api is not None
             if mode == "refresh":
                 keys = tuple(_int_keys(options.keys))
-                return _Plan({"return": list(keys)}, _lookups(keys, api.get_return),
-                             key_field="returnId", requested_keys=keys)
+                return _Plan(
+                    {"return": list(keys)},
+                    _lookups(keys, api.get_return),
+                    key_field="returnId",
+                    requested_keys=keys,
+                )
             if mode == "backfill":
-                window = {"newer_than": normalize_local(options.window_start or ""),
-                          "older_than": normalize_local(options.window_end or "")}
+                window = {
+                    "newer_than": normalize_local(options.window_start or ""),
+                    "older_than": normalize_local(options.window_end or ""),
+                }
             elif incremental:
-                window = {"newer_than": shift_local(
-                    cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK))}
+                window = {
+                    "newer_than": shift_local(
+                        cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK)
+                    )
+                }
             else:
                 window = {}
             pages: Iterable[Page] = prefetch(api.iter_returns(**window, page_size=size))
@@ -285,11 +332,18 @@ class Extractor:
             assert api is not None
             if mode == "refresh":
                 keys = tuple(_int_keys(options.keys))
-                return _Plan({"customer": list(keys)}, _lookups(keys, api.get_customer),
-                             key_field="customerId", requested_keys=keys)
+                return _Plan(
+                    {"customer": list(keys)},
+                    _lookups(keys, api.get_customer),
+                    key_field="customerId",
+                    requested_keys=keys,
+                )
             window = _modified_window("modified", mode, cursor, options)
-            return _Plan(window, prefetch(api.iter_customers(**window, page_size=size)),
-                         cursor_field="modified")
+            return _Plan(
+                window,
+                prefetch(api.iter_customers(**window, page_size=size)),
+                cursor_field="modified",
+            )
         if name == "products":
             api = self.order_api
             assert api is not None
@@ -307,8 +361,13 @@ class Extractor:
                 raise ValueError("the Shop API catalogue has no date filter to backfill by")
             # Full read; with --full-refresh everything is landed again.
             known = {} if mode == "full_refresh" else self._catalogue_hashes()
-            return _Plan({"full_read": True}, prefetch(shop.iter_products(page_size=size)),
-                         key_field="product", known_hashes=known, track_keys=True)
+            return _Plan(
+                {"full_read": True},
+                prefetch(shop.iter_products(page_size=size)),
+                key_field="product",
+                known_hashes=known,
+                track_keys=True,
+            )
         raise ValueError(f"unknown stream {name!r}")
 
     def _open_returns_before(self, newer_than: str) -> list[int]:
@@ -365,8 +424,9 @@ class _Plan:
         return ", ".join(f"{k}={v}" for k, v in self.window.items())
 
 
-def _modified_window(param: str, mode: str, cursor: str | None,
-                     options: ExtractOptions) -> dict[str, Any]:
+def _modified_window(
+    param: str, mode: str, cursor: str | None, options: ExtractOptions
+) -> dict[str, Any]:
     if mode == "backfill":
         return {param: normalize_local(options.window_start or "")}
     if mode == "incremental" and cursor is not None:
@@ -379,8 +439,15 @@ def _lookups(keys: tuple[Any, ...], fetch: Callable[[Any], RawRecord | None]) ->
     for number, key in enumerate(keys, start=1):
         fetched_at = datetime.now(UTC)
         record = fetch(key)
-        yield Page("lookup", number, {"key": key}, [record] if record else [], fetched_at,
-                   len(record.raw) if record else 0, has_more=number < len(keys))
+        yield Page(
+            "lookup",
+            number,
+            {"key": key},
+            [record] if record else [],
+            fetched_at,
+            len(record.raw) if record else 0,
+            has_more=number < len(keys),
+        )
 
 
 def _int_keys(keys: Iterable[Any]) -> list[int]:

@@ -314,7 +314,7 @@ class Inbox:
             raise ValueError(f"limit must be positive, got {limit}")
         where, params = _filter(seq, types)
         rows = self._connection().execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?",  # noqa: S608
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?",
             (*params, limit),
         )
         return [_event(row) for row in rows]
@@ -325,7 +325,7 @@ class Inbox:
 
     def pending_count(self, after_seq: int, types: Iterable[str] | None = None) -> int:
         where, params = _filter(after_seq, types)
-        query = f"SELECT count(*) FROM events WHERE {where}"  # noqa: S608
+        query = f"SELECT count(*) FROM events WHERE {where}"
         return self._connection().execute(query, params).fetchone()[0]
 
     def oldest_pending(

@@ -17,6 +17,7 @@ coercions, keys asked for that Centra did not return). The warehouse merges from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -148,8 +149,9 @@ class Lake:
 class LoadWriter:
     """Streams batches into Parquet files, buffering up to a row group per table."""
 
-    def __init__(self, lake: Lake, stream: Stream, load_id: str, mode: str,
-                 started_at: datetime) -> None:
+    def __init__(
+        self, lake: Lake, stream: Stream, load_id: str, mode: str, started_at: datetime
+    ) -> None:
         self.lake = lake
         self.stream = stream
         day = started_at.astimezone(UTC).strftime("%Y-%m-%d")
@@ -157,7 +159,9 @@ class LoadWriter:
         self.tmp_dir = self.final_dir.with_name(f"{self.final_dir.name}.tmp-{os.getpid()}")
         self.tmp_dir.mkdir(parents=True, exist_ok=False)
         self.manifest = LoadManifest(
-            load_id=load_id, stream=stream.name, mode=mode,
+            load_id=load_id,
+            stream=stream.name,
+            mode=mode,
             started_at=started_at.astimezone(UTC).isoformat(),
         )
         self._drift = Drift()
@@ -185,8 +189,10 @@ class LoadWriter:
             self._buffers[name].append(table)
             self._buffered_rows[name] += table.num_rows
             self._buffered_bytes[name] += table.nbytes
-            if (self._buffered_rows[name] >= ROW_GROUP_ROWS
-                    or self._buffered_bytes[name] >= ROW_GROUP_BYTES):
+            if (
+                self._buffered_rows[name] >= ROW_GROUP_ROWS
+                or self._buffered_bytes[name] >= ROW_GROUP_BYTES
+            ):
                 self._flush(name)
 
     def _flush(self, name: str) -> None:
@@ -205,7 +211,9 @@ class LoadWriter:
             self._parts[name] += 1
             self.manifest.files[name].append(rel)
             writer = pq.ParquetWriter(
-                self.tmp_dir / rel, lake_schema(_table(self.stream, name)), compression="zstd",
+                self.tmp_dir / rel,
+                lake_schema(_table(self.stream, name)),
+                compression="zstd",
                 compression_level=1,
             )
             self._writers[name] = writer
@@ -244,10 +252,8 @@ class LoadWriter:
         if self._closed:
             return
         for writer in self._writers.values():
-            try:
+            with contextlib.suppress(Exception):  # best effort on an error path
                 writer.close()
-            except Exception:  # noqa: BLE001, S110 - best effort on an error path
-                pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self._closed = True
 

@@ -35,10 +35,13 @@ def primary_key_unique(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOut
     return CheckOutcome(
         passed,
         f"{table.name}: primary key ({', '.join(table.primary_key)}) is unique and not null"
-        if passed else
-        f"{table.name}: {duplicates} duplicated and {null_keys} null primary keys",
-        {"duplicate_keys": duplicates, "null_keys": null_keys,
-         **({"sample_duplicate": str(sample)} if sample is not None else {})},
+        if passed
+        else f"{table.name}: {duplicates} duplicated and {null_keys} null primary keys",
+        {
+            "duplicate_keys": duplicates,
+            "null_keys": null_keys,
+            **({"sample_duplicate": str(sample)} if sample is not None else {}),
+        },
     )
 
 
@@ -47,14 +50,16 @@ def required_not_null(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOutc
     if not required:
         return CheckOutcome(True, f"{table.name}: no required columns")
     counts = con.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {q(c)} IS NULL)" for c in required)
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE {q(c)} IS NULL)" for c in required)
         + f" FROM main.{q(table.name)}"
     ).fetchall()[0]
     nulls = {c: n for c, n in zip(required, counts, strict=True) if n}
     return CheckOutcome(
         not nulls,
-        f"{table.name}: required columns are filled" if not nulls else
-        f"{table.name}: nulls in required columns: "
+        f"{table.name}: required columns are filled"
+        if not nulls
+        else f"{table.name}: nulls in required columns: "
         + ", ".join(f"{c} ({n})" for c, n in nulls.items()),
         {"columns_checked": len(required), **{f"nulls_{c}": n for c, n in nulls.items()}},
     )
@@ -63,17 +68,21 @@ def required_not_null(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOutc
 def references_parent(con: duckdb.DuckDBPyConnection, child: Table) -> CheckOutcome:
     assert child.parent is not None
     parent = TABLES[child.parent]
-    link = " AND ".join(f"p.{q(pk)} = c.{q(ck)}"
-                        for ck, pk in zip(child.parent_key, parent.primary_key, strict=True))
+    link = " AND ".join(
+        f"p.{q(pk)} = c.{q(ck)}"
+        for ck, pk in zip(child.parent_key, parent.primary_key, strict=True)
+    )
     orphans, sample = con.execute(
-        f"""SELECT count(*), any_value(({', '.join(f'c.{q(k)}' for k in child.parent_key)})::VARCHAR)
+        f"""SELECT count(*),
+               any_value(({", ".join(f"c.{q(k)}" for k in child.parent_key)})::VARCHAR)
         FROM main.{q(child.name)} c
         WHERE NOT EXISTS (SELECT 1 FROM main.{q(parent.name)} p WHERE {link})"""
     ).fetchall()[0]
     return CheckOutcome(
         orphans == 0,
-        f"every {child.name} row belongs to a row of {parent.name}" if orphans == 0 else
-        f"{orphans} {child.name} rows reference a missing {parent.name} row",
+        f"every {child.name} row belongs to a row of {parent.name}"
+        if orphans == 0
+        else f"{orphans} {child.name} rows reference a missing {parent.name} row",
         {"orphans": orphans, **({"sample_parent_key": sample} if sample else {})},
     )
 
@@ -81,14 +90,19 @@ def references_parent(con: duckdb.DuckDBPyConnection, child: Table) -> CheckOutc
 def schema_drift(load_drift: dict[str, dict[str, Any]], table: Table) -> CheckOutcome:
     """Warn about fields Centra sent that no column maps (kept in `_extra` and the lake)."""
     prefix = f"{table.name}."
-    fields = {k[len(prefix):]: v for k, v in load_drift.items() if k.startswith(prefix)}
+    fields = {k[len(prefix) :]: v for k, v in load_drift.items() if k.startswith(prefix)}
     if not fields:
         return CheckOutcome(True, f"{table.name}: every field Centra sent is mapped")
-    listed = ", ".join(f"{name} ({entry['count']}× {'/'.join(entry['types'])})"
-                       for name, entry in sorted(fields.items()))
+    listed = ", ".join(
+        f"{name} ({entry['count']}× {'/'.join(entry['types'])})"
+        for name, entry in sorted(fields.items())
+    )
     return CheckOutcome(
         False,
         f"{table.name}: Centra sent fields no column maps: {listed}. They are kept in the "
         "`_extra` column and in the lake's raw JSON.",
-        {"unmapped_fields": sorted(fields), "occurrences": sum(v["count"] for v in fields.values())},
+        {
+            "unmapped_fields": sorted(fields),
+            "occurrences": sum(v["count"] for v in fields.values()),
+        },
     )

@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
 from typing import Any, TextIO
 
 import dagster as dg
@@ -180,8 +179,9 @@ def run_sync(
     names = streams or list(STREAMS)
     unknown = [s for s in names if s not in STREAMS]
     if unknown:
-        raise ValueError(f"unknown stream(s) {', '.join(unknown)}; streams are "
-                         f"{', '.join(STREAMS)}")
+        raise ValueError(
+            f"unknown stream(s) {', '.join(unknown)}; streams are {', '.join(STREAMS)}"
+        )
     selection: list[dg.AssetKey] = []
     for name in names:
         selection.append(lake_key(STREAMS[name]))
@@ -199,15 +199,19 @@ def run_sync(
     outcome: dict[str, Any] = {}
 
     with dagster_instance() as instance:
+
         def execute() -> None:
             try:
                 result = dg.execute_job(
-                    dg.reconstructable(get_sync_job), instance=instance, run_config=run_config,
-                    asset_selection=selection, tags={CLI_RUN_TAG: token},
+                    dg.reconstructable(get_sync_job),
+                    instance=instance,
+                    run_config=run_config,
+                    asset_selection=selection,
+                    tags={CLI_RUN_TAG: token},
                 )
                 outcome["success"] = result.success
                 outcome["run_id"] = result.run_id
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 outcome["error"] = exc
 
         worker = threading.Thread(target=execute, name="dagster-run", daemon=True)
@@ -218,13 +222,13 @@ def run_sync(
         while True:
             alive = worker.is_alive()
             if run_id is None:
-                runs = instance.get_runs(filters=dg.RunsFilter(tags={CLI_RUN_TAG: token}),
-                                         limit=1)
+                runs = instance.get_runs(filters=dg.RunsFilter(tags={CLI_RUN_TAG: token}), limit=1)
                 run_id = runs[0].run_id if runs else None
             if run_id is not None:
                 while True:
-                    conn = instance.event_log_storage.get_records_for_run(run_id, cursor=cursor,
-                                                                         limit=500)
+                    conn = instance.event_log_storage.get_records_for_run(
+                        run_id, cursor=cursor, limit=500
+                    )
                     for record in conn.records:
                         progress.handle(record.event_log_entry)
                     cursor = conn.cursor
@@ -248,8 +252,10 @@ def run_sync(
 
 
 def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
-    header = (f"{'stream':<10} {'fetched':>9} {'new':>8} {'updated':>8} {'unchanged':>9} "
-              f"{'requests':>8} {'retries':>7} {'seconds':>7}")
+    header = (
+        f"{'stream':<10} {'fetched':>9} {'new':>8} {'updated':>8} {'unchanged':>9} "
+        f"{'requests':>8} {'retries':>7} {'seconds':>7}"
+    )
     print("", file=out)
     print(header, file=out)
     for name, status in summary.streams.items():
@@ -257,20 +263,24 @@ def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
         parent = STREAMS[name].parent.name
         table = status.metadata.get(f"warehouse/{parent}", {})
         seconds = (lake.get("duration_seconds") or 0) + (table.get("duration_seconds") or 0)
-        print(f"{name:<10} {lake.get('records_fetched', '-'):>9} {table.get('rows_new', '-'):>8} "
-              f"{table.get('rows_updated', '-'):>8} {table.get('rows_unchanged', '-'):>9} "
-              f"{lake.get('requests', '-'):>8} {lake.get('retries', '-'):>7} "
-              f"{seconds:>7.1f}", file=out)
+        print(
+            f"{name:<10} {lake.get('records_fetched', '-'):>9} {table.get('rows_new', '-'):>8} "
+            f"{table.get('rows_updated', '-'):>8} {table.get('rows_unchanged', '-'):>9} "
+            f"{lake.get('requests', '-'):>8} {lake.get('retries', '-'):>7} "
+            f"{seconds:>7.1f}",
+            file=out,
+        )
         for failed in status.checks_failed:
             print(f"  check failed: {failed}", file=out)
         for warned in status.checks_warned:
             print(f"  warning: {warned}", file=out)
     if summary.snapshot:
-        print(f"\nanalyst snapshot: {summary.snapshot.get('path')} "
-              f"({summary.snapshot.get('bytes', 0) / 1e6:.1f} MB)", file=out)
+        print(
+            f"\nanalyst snapshot: {summary.snapshot.get('path')} "
+            f"({summary.snapshot.get('bytes', 0) / 1e6:.1f} MB)",
+            file=out,
+        )
     for error in summary.errors:
         print(f"error: {error}", file=out)
     state = "succeeded" if summary.success else "FAILED"
     print(f"run {summary.run_id} {state} in {summary.seconds:.1f} s", file=out)
-
-

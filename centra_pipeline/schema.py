@@ -64,8 +64,15 @@ class Column:
     transform: Callable[[Any], Any] | None = None  # applied to the raw value before typing
 
 
-def c(source: str, type_: str, description: str, *, name: str | None = None,
-      required: bool = False, transform: Callable[[Any], Any] | None = None) -> Column:
+def c(
+    source: str,
+    type_: str,
+    description: str,
+    *,
+    name: str | None = None,
+    required: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+) -> Column:
     return Column(name or snake(source), type_, source, description, required, transform)
 
 
@@ -94,8 +101,11 @@ class Table:
 
     def known_keys(self) -> frozenset[str]:
         """Top-level keys of a row that something maps (a column, or a child table)."""
-        sources = {col.source.split(".")[0] for col in self.columns
-                   if col.source and not col.source.startswith("@")}
+        sources = {
+            col.source.split(".")[0]
+            for col in self.columns
+            if col.source and not col.source.startswith("@")
+        }
         return frozenset(sources) | {c.split(".")[0] for c in self.consumes} | self.ignore_extra
 
     def known_nested_keys(self) -> dict[str, frozenset[str]]:
@@ -117,7 +127,9 @@ META_DESCRIPTIONS = {
     "_load_id": "the load (one extraction of one stream) that wrote this row",
     "_extracted_at": "when the page holding this record was fetched from Centra (UTC)",
     "_hash": "hash of the record's raw JSON, to tell changed records from unchanged ones",
-    "_extra": "fields Centra sent that no column maps (e.g. custom attributes `order_attr_*`), as JSON",
+    "_extra": (
+        "fields Centra sent that no column maps (e.g. custom attributes `order_attr_*`), as JSON"
+    ),
     "_missing_since": (
         "set when Centra stopped returning this record (refreshed by number and not found, "
         "or gone from a full catalogue read); null while it is present"
@@ -154,8 +166,11 @@ def _children(list_key: str, parent_field: str, inject: str, position: str | Non
             return []
         parent_id = record.get(parent_field)
         if position:
-            return [(item, {inject: parent_id, position: i}) for i, item in enumerate(items)
-                    if isinstance(item, dict)]
+            return [
+                (item, {inject: parent_id, position: i})
+                for i, item in enumerate(items)
+                if isinstance(item, dict)
+            ]
         return [(item, {inject: parent_id}) for item in items if isinstance(item, dict)]
 
     return rows
@@ -170,8 +185,11 @@ def _order_discounts(record: dict[str, Any]) -> list[Row]:
     for kind, key in (("voucher", "vouchers"), ("automatic", "automaticDiscounts")):
         items = discounts.get(key)
         if isinstance(items, list):
-            out.extend((item, {"@order_id": order_id, "@type": kind, "@position": i})
-                       for i, item in enumerate(items) if isinstance(item, dict))
+            out.extend(
+                (item, {"@order_id": order_id, "@type": kind, "@position": i})
+                for i, item in enumerate(items)
+                if isinstance(item, dict)
+            )
     return out
 
 
@@ -198,8 +216,11 @@ def _keyed_children(map_key: str, key_field: str, inject_key: str):
         if not isinstance(mapping, dict):
             return []
         product = record.get("product")
-        return [(value, {key_field: key, inject_key: product})
-                for key, value in mapping.items() if isinstance(value, dict)]
+        return [
+            (value, {key_field: key, inject_key: product})
+            for key, value in mapping.items()
+            if isinstance(value, dict)
+        ]
 
     return rows
 
@@ -209,8 +230,11 @@ def _shop_markets(record: dict[str, Any]) -> list[Row]:
     if not isinstance(markets, dict):
         return []
     product = record.get("product")
-    return [(value, {"@market_id": market_id, "@product": product})
-            for market_id, value in markets.items() if isinstance(value, dict)]
+    return [
+        (value, {"@market_id": market_id, "@product": product})
+        for market_id, value in markets.items()
+        if isinstance(value, dict)
+    ]
 
 
 def _shop_prices(record: dict[str, Any]) -> list[Row]:
@@ -225,9 +249,11 @@ def _shop_prices(record: dict[str, Any]) -> list[Row]:
         by_pricelist = market.get("pricesByPricelist")
         if not isinstance(by_pricelist, dict):
             continue
-        out.extend((price, {"@market_id": market_id, "@pricelist_id": pricelist_id,
-                            "@product": product})
-                   for pricelist_id, price in by_pricelist.items() if isinstance(price, dict))
+        out.extend(
+            (price, {"@market_id": market_id, "@pricelist_id": pricelist_id, "@product": product})
+            for pricelist_id, price in by_pricelist.items()
+            if isinstance(price, dict)
+        )
     return out
 
 
@@ -236,8 +262,11 @@ def _shop_media(record: dict[str, Any]) -> list[Row]:
     if not isinstance(media, list):
         return []
     product = record.get("product")
-    return [(m, {"@product": product, "@position": i}) for i, m in enumerate(media)
-            if isinstance(m, dict)]
+    return [
+        (m, {"@product": product, "@position": i})
+        for i, m in enumerate(media)
+        if isinstance(m, dict)
+    ]
 
 
 # --- columns shared by Order API product and stock rows ----------------------------------
@@ -261,15 +290,26 @@ ORDERS = Table(
     description="One row per order (Centra order number), current state.",
     source="Order API GET /orders (and GET /orders?order=N for webhook refreshes)",
     primary_key=("order_id",),
-    consumes=frozenset({"products", "shipments", "discounts.vouchers",
-                        "discounts.automaticDiscounts"}),
+    consumes=frozenset(
+        {"products", "shipments", "discounts.vouchers", "discounts.automaticDiscounts"}
+    ),
     columns=(
         c("orderId", BIGINT, "Order number (Centra's `orderId`; the webhook `id`)", required=True),
         c("selectionId", TEXT, "Selection (cart) id; equals the Integration API order id"),
-        c("orderStatus", TEXT, "Order status as Centra sends it (code such as \"4\" or a word)",
-          required=True),
-        c("orderStatus", TEXT, "Order status name: incomplete, pending, confirmed, processing, "
-          "completed, archived, cancelled", name="order_status_name", transform=_order_status_name),
+        c(
+            "orderStatus",
+            TEXT,
+            'Order status as Centra sends it (code such as "4" or a word)',
+            required=True,
+        ),
+        c(
+            "orderStatus",
+            TEXT,
+            "Order status name: incomplete, pending, confirmed, processing, "
+            "completed, archived, cancelled",
+            name="order_status_name",
+            transform=_order_status_name,
+        ),
         c("orderStore", TEXT, "Store type, e.g. retail"),
         c("orderCurrency", TEXT, "Order currency (ISO 4217)"),
         c("customerId", BIGINT, "Customer id (see customers.customer_id)"),
@@ -278,12 +318,38 @@ ORDERS = Table(
         c("cancelDate", TS, "When it was cancelled; null if not cancelled"),
         c("preferredDeliveryDate", TS, "Preferred delivery date"),
         c("estimatedDeliveryDate", TS, "Estimated delivery date"),
-        *(c(f"delivery{f}", TEXT, f"Delivery address: {f.lower()}") for f in (
-            "Name", "Company", "Email", "Cell", "Tele", "Address", "Coaddress", "Zipcode",
-            "City", "State", "Country")),
-        *(c(f"billing{f}", TEXT, f"Billing address: {f.lower()}") for f in (
-            "Name", "Company", "Email", "Tele", "Address", "Coaddress", "Zipcode", "City",
-            "State", "Country", "VAT")),
+        *(
+            c(f"delivery{f}", TEXT, f"Delivery address: {f.lower()}")
+            for f in (
+                "Name",
+                "Company",
+                "Email",
+                "Cell",
+                "Tele",
+                "Address",
+                "Coaddress",
+                "Zipcode",
+                "City",
+                "State",
+                "Country",
+            )
+        ),
+        *(
+            c(f"billing{f}", TEXT, f"Billing address: {f.lower()}")
+            for f in (
+                "Name",
+                "Company",
+                "Email",
+                "Tele",
+                "Address",
+                "Coaddress",
+                "Zipcode",
+                "City",
+                "State",
+                "Country",
+                "VAT",
+            )
+        ),
         c("poNumber", TEXT, "Purchase order number"),
         c("shippingList", TEXT, "Shipping list / method"),
         c("suspect", BOOL, "Flagged as suspect"),
@@ -312,7 +378,7 @@ ORDERS = Table(
         c("paymentReference", TEXT, "Payment reference"),
         c("paymentMethod", TEXT, "Payment method"),
         c("discounts.anyDiscount", BOOL, "Whether any discount applies"),
-        c("discounts.discount", TEXT, "Total discount as Centra formats it (\"0.00 USD\")"),
+        c("discounts.discount", TEXT, 'Total discount as Centra formats it ("0.00 USD")'),
         c("discounts.discountAsNumber", MONEY, "Total discount"),
         c("taxBreakdown", JSON, "Tax breakdown: [{description, taxPercent, value}]"),
     ),
@@ -378,7 +444,7 @@ ORDER_SHIPMENTS = Table(
     parent_key=("order_id",),
     rows=_children("shipments", "orderId", "@order_id"),
     columns=(
-        c("shipmentId", TEXT, "Shipment number, \"<order>-<n>\"", required=True),
+        c("shipmentId", TEXT, 'Shipment number, "<order>-<n>"', required=True),
         c("@order_id", BIGINT, "Order number (orders.order_id)", name="order_id", required=True),
         c("shippedDate", TS, "When it was shipped; null if not shipped yet"),
         c("carrier", TEXT, "Carrier"),
@@ -402,13 +468,12 @@ ORDER_DISCOUNTS = Table(
     columns=(
         c("@order_id", BIGINT, "Order number (orders.order_id)", name="order_id", required=True),
         c("@type", TEXT, "voucher or automatic", name="discount_type", required=True),
-        c("@position", BIGINT, "Position within its list", name="discount_position",
-          required=True),
+        c("@position", BIGINT, "Position within its list", name="discount_position", required=True),
         c("voucher", TEXT, "Voucher code (vouchers)"),
         c("automaticDiscount", TEXT, "Automatic discount id (automatic discounts)"),
         c("name", TEXT, "Name"),
         c("description", TEXT, "Description"),
-        c("priceOff", TEXT, "Amount off as Centra formats it (\"-150.00 USD\")"),
+        c("priceOff", TEXT, 'Amount off as Centra formats it ("-150.00 USD")'),
         c("priceOffAsANumber", MONEY, "Amount off (negative)"),
         c("isCredit", BOOL, "Voucher is a credit"),
         c("originalPriceOff", TEXT, "Original amount off, formatted"),
@@ -501,8 +566,11 @@ CUSTOMERS = Table(
         c("newsletter", BOOL, "Subscribed to the newsletter"),
         c("gender", TEXT, "Gender"),
         c("registered", BOOL, "Can sign in"),
-        c("consents", JSON, "Consents: [{key, name, consented, text, language, version, created, "
-          "modified}]"),
+        c(
+            "consents",
+            JSON,
+            "Consents: [{key, name, consented, text, language, version, created, modified}]",
+        ),
         c("created", TS, "When the customer was created"),
         c("modified", TS, "When the customer was last modified", required=True),
     ),
@@ -552,8 +620,13 @@ PRODUCT_PRICES = Table(
     parent_key=("stock_item_id",),
     rows=_product_prices,
     columns=(
-        c("@stock_item_id", BIGINT, "Stock item id (products.stock_item_id)",
-          name="stock_item_id", required=True),
+        c(
+            "@stock_item_id",
+            BIGINT,
+            "Stock item id (products.stock_item_id)",
+            name="stock_item_id",
+            required=True,
+        ),
         c("id", BIGINT, "Price id", name="price_id", required=True),
         c("price", MONEY, "Price"),
         c("pricelist", TEXT, "Pricelist name"),
@@ -569,12 +642,31 @@ STOCK = Table(
     source="Order API GET /stock (stock_modified filter)",
     primary_key=("stock_item_id",),
     # /stock repeats the product fields, which the products table already holds.
-    consumes=frozenset({
-        "brand", "collection", "product", "variant", "weight", "weightUnit", "countryOfOrigin",
-        "harmCode", "harmDescription", "name", "description", "shortDescription", "comment",
-        "store", "categories", "images", "prices", "folder", "createdAt", "modified",
-        "taxPercent",
-    }),
+    consumes=frozenset(
+        {
+            "brand",
+            "collection",
+            "product",
+            "variant",
+            "weight",
+            "weightUnit",
+            "countryOfOrigin",
+            "harmCode",
+            "harmDescription",
+            "name",
+            "description",
+            "shortDescription",
+            "comment",
+            "store",
+            "categories",
+            "images",
+            "prices",
+            "folder",
+            "createdAt",
+            "modified",
+            "taxPercent",
+        }
+    ),
     columns=(
         *_product_identity(),
         c("size", TEXT, "Size"),
@@ -638,8 +730,13 @@ SHOP_PRODUCT_ITEMS = Table(
     rows=_keyed_children("items", "@item_key", "@product"),
     columns=(
         c("item", BIGINT, "Item id (the Order API stock item id)", required=True),
-        c("@product", BIGINT, "Shop API product id (shop_products.product)", name="product",
-          required=True),
+        c(
+            "@product",
+            BIGINT,
+            "Shop API product id (shop_products.product)",
+            name="product",
+            required=True,
+        ),
         c("name", TEXT, "Size name"),
         c("sku", TEXT, "Size SKU"),
         c("ean", TEXT, "EAN"),
@@ -745,17 +842,39 @@ class Stream:
 STREAMS: dict[str, Stream] = {
     s.name: s
     for s in (
-        Stream("orders", "order_api", "Orders with lines, shipments and discounts",
-               (ORDERS, ORDER_LINES, ORDER_SHIPMENTS, ORDER_DISCOUNTS)),
-        Stream("returns", "order_api", "Returns (and refunds) with their lines",
-               (RETURNS, RETURN_LINES)),
+        Stream(
+            "orders",
+            "order_api",
+            "Orders with lines, shipments and discounts",
+            (ORDERS, ORDER_LINES, ORDER_SHIPMENTS, ORDER_DISCOUNTS),
+        ),
+        Stream(
+            "returns",
+            "order_api",
+            "Returns (and refunds) with their lines",
+            (RETURNS, RETURN_LINES),
+        ),
         Stream("customers", "order_api", "Customers", (CUSTOMERS,)),
-        Stream("products", "order_api", "Products per stock item, with prices",
-               (PRODUCTS, PRODUCT_PRICES)),
+        Stream(
+            "products",
+            "order_api",
+            "Products per stock item, with prices",
+            (PRODUCTS, PRODUCT_PRICES),
+        ),
         Stream("stock", "order_api", "Stock per stock item", (STOCK,)),
-        Stream("catalogue", "shop_api", "Storefront catalogue",
-               (SHOP_PRODUCTS, SHOP_PRODUCT_ITEMS, SHOP_PRODUCT_MARKETS, SHOP_PRODUCT_PRICES,
-                SHOP_PRODUCT_MEDIA, SHOP_PRODUCT_CATEGORIES)),
+        Stream(
+            "catalogue",
+            "shop_api",
+            "Storefront catalogue",
+            (
+                SHOP_PRODUCTS,
+                SHOP_PRODUCT_ITEMS,
+                SHOP_PRODUCT_MARKETS,
+                SHOP_PRODUCT_PRICES,
+                SHOP_PRODUCT_MEDIA,
+                SHOP_PRODUCT_CATEGORIES,
+            ),
+        ),
     )
 }
 TABLES: dict[str, Table] = {t.name: t for s in STREAMS.values() for t in s.tables}

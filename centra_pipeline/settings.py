@@ -180,16 +180,20 @@ class Settings:
     def missing_order_api(self) -> list[str]:
         return [
             name
-            for name, value in ((ENV_ORDER_API_URL, self.order_api_url),
-                                (ENV_ORDER_API_KEY, self.order_api_key))
+            for name, value in (
+                (ENV_ORDER_API_URL, self.order_api_url),
+                (ENV_ORDER_API_KEY, self.order_api_key),
+            )
             if not value
         ]
 
     def missing_shop_api(self) -> list[str]:
         return [
             name
-            for name, value in ((ENV_SHOP_API_URL, self.shop_api_url),
-                                (ENV_SHOP_API_KEY, self.shop_api_key))
+            for name, value in (
+                (ENV_SHOP_API_URL, self.shop_api_url),
+                (ENV_SHOP_API_KEY, self.shop_api_key),
+            )
             if not value
         ]
 

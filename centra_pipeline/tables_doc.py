@@ -50,10 +50,14 @@ def render() -> str:
             f"- Primary key: `{', '.join(table.primary_key)}`",
         ]
         if table.parent:
-            out.append(f"- Parent: [`{table.parent}`](#{table.parent}) via "
-                       f"`{', '.join(table.parent_key)}`")
-        out += ["", "| column | type | key | Centra field | description |",
-                "| --- | --- | --- | --- | --- |"]
+            out.append(
+                f"- Parent: [`{table.parent}`](#{table.parent}) via `{', '.join(table.parent_key)}`"
+            )
+        out += [
+            "",
+            "| column | type | key | Centra field | description |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for col in table.columns:
             key = "PK" if col.name in table.primary_key else ("required" if col.required else "")
             source = col.source or ""
@@ -63,11 +67,15 @@ def render() -> str:
                 source = f"{source} (normalised)"
             else:
                 source = f"`{source}`"
-            out.append(f"| `{col.name}` | {col.type} | {key} | {source} | "
-                       f"{col.description.replace('|', '/')} |")
+            out.append(
+                f"| `{col.name}` | {col.type} | {key} | {source} | "
+                f"{col.description.replace('|', '/')} |"
+            )
         for meta in warehouse_meta(table):
-            out.append(f"| `{meta}` | {META_TYPES[meta]} |  | (load metadata) | "
-                       f"{META_DESCRIPTIONS.get(meta, '')} |")
+            out.append(
+                f"| `{meta}` | {META_TYPES[meta]} |  | (load metadata) | "
+                f"{META_DESCRIPTIONS.get(meta, '')} |"
+            )
     return "\n".join(out) + "\n"
 
 

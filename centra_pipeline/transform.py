@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from operator import itemgetter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -100,8 +100,14 @@ def record_hash(raw: str) -> str:
     return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
 
 
-def _convert(column: Column, values: list[Any], tz: str, coercions: Coercions,
-             keys: Sequence[Any] | None, table: str) -> pa.Array:
+def _convert(
+    column: Column,
+    values: list[Any],
+    tz: str,
+    coercions: Coercions,
+    keys: Sequence[Any] | None,
+    table: str,
+) -> pa.Array:
     name = f"{table}.{column.name}"
     if column.transform is not None:
         values = [column.transform(v) for v in values]
@@ -124,8 +130,9 @@ def _convert(column: Column, values: list[Any], tz: str, coercions: Coercions,
     raise ValueError(f"unsupported type {t}")
 
 
-def _column_values(rows: list[dict[str, Any]], injected: list[dict[str, Any]] | None,
-                   sources: list[str | None]) -> list[list[Any]]:
+def _column_values(
+    rows: list[dict[str, Any]], injected: list[dict[str, Any]] | None, sources: list[str | None]
+) -> list[list[Any]]:
     """Transpose rows into one value list per source (None where a row lacks the key).
 
     This is the hot loop of a load: one C-level itemgetter call per row for the keys every
@@ -148,7 +155,7 @@ def _column_values(rows: list[dict[str, Any]], injected: list[dict[str, Any]] | 
         out[present[0]] = [row[present[0]] for row in rows]
     elif present:
         getter = itemgetter(*present)
-        for name, column in zip(present, zip(*map(getter, rows)), strict=True):
+        for name, column in zip(present, zip(*map(getter, rows)), strict=True):  # noqa: B905
             out[name] = list(column)
     for name in sources:
         if name is None or name in out:
@@ -158,8 +165,10 @@ def _column_values(rows: list[dict[str, Any]], injected: list[dict[str, Any]] | 
             out[name] = [ctx.get(name) for ctx in injected]
         elif "." in name:
             head, tail = name.split(".", 1)
-            out[name] = [(row.get(head) or {}).get(tail) if isinstance(row.get(head), dict)
-                         else None for row in rows]
+            out[name] = [
+                (row.get(head) or {}).get(tail) if isinstance(row.get(head), dict) else None
+                for row in rows
+            ]
         else:
             out[name] = [row.get(name) for row in rows]
     return [out[s] if s is not None else [None] * n for s in sources]
@@ -174,8 +183,7 @@ def _extras(table: Table, rows: list[dict[str, Any]], drift: Drift) -> list[str 
     for row in rows:
         seen.update(row.keys())
     unknown = seen - table.known_keys()
-    nested = {head: tails for head, tails in table.known_nested_keys().items()
-              if head in seen}
+    nested = {head: tails for head, tails in table.known_nested_keys().items() if head in seen}
     if not unknown and not nested:
         return [None] * len(rows)
     out: list[str | None] = []
@@ -234,8 +242,10 @@ def flatten(
                     row_seqs.append(seq)
                     keys.append(key)
         values = _column_values(rows, injected, [col.source for col in table.columns])
-        arrays = [_convert(col, column, tz, coercions, keys, table.name)
-                  for col, column in zip(table.columns, values, strict=True)]
+        arrays = [
+            _convert(col, column, tz, coercions, keys, table.name)
+            for col, column in zip(table.columns, values, strict=True)
+        ]
         for col, array in zip(table.columns, arrays, strict=True):
             if col.name in table.primary_key and array.null_count:
                 idx = next(i for i, v in enumerate(array.to_pylist()) if v is None)

@@ -19,6 +19,7 @@ so the published copy opens in DuckDB 1.5 and newer clients.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -144,8 +145,14 @@ PIPELINE_DDL = [
 
 
 class Warehouse:
-    def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 2,
-                 lock_timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        memory_limit: str = "512MB",
+        threads: int = 2,
+        lock_timeout: float = 3600.0,
+    ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.memory_limit = memory_limit
@@ -162,8 +169,10 @@ class Warehouse:
             try:
                 fcntl.flock(handle, mode | fcntl.LOCK_NB)
             except BlockingIOError:
-                log.info("warehouse %s is in use by another run; waiting for it to finish",
-                         "writer lock" if exclusive else "read lock")
+                log.info(
+                    "warehouse %s is in use by another run; waiting for it to finish",
+                    "writer lock" if exclusive else "read lock",
+                )
                 deadline = time.monotonic() + self.lock_timeout
                 while True:
                     try:
@@ -241,8 +250,9 @@ class Warehouse:
         with self.reader() as con:
             if con is None or not _has_table(con, "pipeline", "load_log"):
                 return set()
-            rows = con.execute("SELECT load_id FROM pipeline.load_log WHERE stream = ?",
-                               [stream]).fetchall()
+            rows = con.execute(
+                "SELECT load_id FROM pipeline.load_log WHERE stream = ?", [stream]
+            ).fetchall()
         return {r[0] for r in rows}
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
@@ -323,10 +333,13 @@ def _remove_abandoned_copies(snapshot_path: Path) -> None:
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name],
-    ).fetchall()[0][0])
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
 
 
 def _read_state(con: duckdb.DuckDBPyConnection, stream: str) -> StreamState:
@@ -346,8 +359,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
     existing: dict[str, set[str]] = {}
     for table_name, column_name in con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = 'main'"
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
     ).fetchall():
         existing.setdefault(table_name, set()).add(column_name)
     for table in TABLES.values():
@@ -382,8 +394,9 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
     parent = stream.parent
     pk = parent.primary_key
     result = MergeResult(manifest.load_id, manifest.stream, manifest.mode)
-    already = con.execute("SELECT count(*) FROM pipeline.load_log WHERE load_id = ?",
-                          [manifest.load_id]).fetchall()[0][0]
+    already = con.execute(
+        "SELECT count(*) FROM pipeline.load_log WHERE load_id = ?", [manifest.load_id]
+    ).fetchall()[0][0]
     if already:
         result.skipped = True
         return result
@@ -426,9 +439,7 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
         result.stale = result.staged - result.new - result.updated - result.unchanged
 
         win_keys = f"SELECT {pk_cols} FROM win"
-        con.execute(
-            f"DELETE FROM main.{q(parent.name)} WHERE ({pk_cols}) IN ({win_keys})"
-        )
+        con.execute(f"DELETE FROM main.{q(parent.name)} WHERE ({pk_cols}) IN ({win_keys})")
         con.execute(
             f"INSERT INTO main.{q(parent.name)} ({', '.join(q(c) for c in _columns(parent))}) "
             f"SELECT {_select_list(parent, 'win')} FROM win"
@@ -443,8 +454,11 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
         result.cursor_before = state.cursor
         result.cursor_after = state.cursor
         if manifest.mode in CURSOR_MODES and manifest.cursor_after is not None:
-            new_cursor = (manifest.cursor_after if state.cursor is None
-                          else max(state.cursor, manifest.cursor_after))
+            new_cursor = (
+                manifest.cursor_after
+                if state.cursor is None
+                else max(state.cursor, manifest.cursor_after)
+            )
             result.cursor_after = new_cursor
             con.execute(
                 """INSERT INTO pipeline.sync_state (stream, cursor, updated_at, last_load_id, extra)
@@ -459,12 +473,27 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
             """INSERT INTO pipeline.load_log VALUES
             (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                manifest.load_id, manifest.stream, manifest.mode, manifest.started_at,
-                manifest.finished_at, json.dumps(manifest.window), result.cursor_before,
-                result.cursor_after, manifest.records, result.staged, result.new,
-                result.updated, result.unchanged, result.stale, result.missing,
-                json.dumps(result.child_rows), manifest.requests, manifest.retries,
-                manifest.bytes, json.dumps(manifest.drift), json.dumps(manifest.coercions),
+                manifest.load_id,
+                manifest.stream,
+                manifest.mode,
+                manifest.started_at,
+                manifest.finished_at,
+                json.dumps(manifest.window),
+                result.cursor_before,
+                result.cursor_after,
+                manifest.records,
+                result.staged,
+                result.new,
+                result.updated,
+                result.unchanged,
+                result.stale,
+                result.missing,
+                json.dumps(result.child_rows),
+                manifest.requests,
+                manifest.retries,
+                manifest.bytes,
+                json.dumps(manifest.drift),
+                json.dumps(manifest.coercions),
                 manifest.path,
             ],
         )
@@ -475,10 +504,8 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
         raise
     finally:
         for temp in ("stg", "win", "stg_child"):
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
-            except duckdb.Error:
-                pass
     return result
 
 
@@ -487,8 +514,10 @@ def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> in
     files = manifest.file_paths(child.name)
     parent_cols = ", ".join(q(k) for k in child.parent_key)
     child_pk = ", ".join(q(k) for k in child.primary_key)
-    link = " AND ".join(f"c.{q(ck)} = w.{q(pk)}"
-                        for ck, pk in zip(child.parent_key, parent.primary_key, strict=True))
+    link = " AND ".join(
+        f"c.{q(ck)} = w.{q(pk)}"
+        for ck, pk in zip(child.parent_key, parent.primary_key, strict=True)
+    )
     con.execute(
         f"DELETE FROM main.{q(child.name)} WHERE ({parent_cols}) IN "
         f"(SELECT {', '.join(q(k) for k in parent.primary_key)} FROM win)"
@@ -504,8 +533,7 @@ def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> in
     )
     # A child key that moved to another parent must not survive under the old one.
     con.execute(
-        f"DELETE FROM main.{q(child.name)} WHERE ({child_pk}) IN "
-        f"(SELECT {child_pk} FROM stg_child)"
+        f"DELETE FROM main.{q(child.name)} WHERE ({child_pk}) IN (SELECT {child_pk} FROM stg_child)"
     )
     con.execute(
         f"INSERT INTO main.{q(child.name)} ({', '.join(q(c) for c in _columns(child))}) "
@@ -524,8 +552,10 @@ def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
         WHERE {q(pk)} IN (SELECT k FROM missing_keys) AND _missing_since IS NULL
           AND _extracted_at <= ?::TIMESTAMPTZ""",
         # Only rows read before this load looked for them: a newer read wins.
-        [manifest.finished_at or datetime.now(UTC).isoformat(),
-         manifest.finished_at or datetime.now(UTC).isoformat()],
+        [
+            manifest.finished_at or datetime.now(UTC).isoformat(),
+            manifest.finished_at or datetime.now(UTC).isoformat(),
+        ],
     ).fetchall()[0][0]
     con.execute("DROP TABLE temp.missing_keys")
     return count

@@ -29,14 +29,21 @@ NOW = "2026-01-15 12:00:00"
 ORDER_KEY = "order-key-8f3a1c"
 SHOP_KEY = "shop-key-29bd77"
 WEBHOOK_SECRET = "webhook-secret-5e0c42"
-FAST_HTTP = HttpConfig(max_requests_per_second=1000, backoff_base=0.01, backoff_max=0.05,
-                       max_retry_seconds=10)
+FAST_HTTP = HttpConfig(
+    max_requests_per_second=1000, backoff_base=0.01, backoff_max=0.05, max_retry_seconds=10
+)
 
 
 def emulator_config(**overrides: Any) -> EmulatorConfig:
     values: dict[str, Any] = {
-        "orders": 1500, "customers": 300, "products": 30, "seed": 11, "now": NOW,
-        "timezone": TZ, "order_api_key": ORDER_KEY, "shop_api_key": SHOP_KEY,
+        "orders": 1500,
+        "customers": 300,
+        "products": 30,
+        "seed": 11,
+        "now": NOW,
+        "timezone": TZ,
+        "order_api_key": ORDER_KEY,
+        "shop_api_key": SHOP_KEY,
     }
     values.update(overrides)
     return EmulatorConfig(**values)
@@ -109,11 +116,18 @@ class Pipeline:
 
     def extractor(self) -> Extractor:
         return Extractor(
-            lake=self.lake, warehouse=self.warehouse, timezone=TZ,
-            order_api=OrderApi.connect(self.emu.order_api_url, self.emu.order_api_key,
-                                       config=FAST_HTTP, page_size=self.page_size),
-            shop_api=ShopApi.connect(self.emu.shop_api_url, self.emu.shop_api_key,
-                                     config=FAST_HTTP, page_size=50),
+            lake=self.lake,
+            warehouse=self.warehouse,
+            timezone=TZ,
+            order_api=OrderApi.connect(
+                self.emu.order_api_url,
+                self.emu.order_api_key,
+                config=FAST_HTTP,
+                page_size=self.page_size,
+            ),
+            shop_api=ShopApi.connect(
+                self.emu.shop_api_url, self.emu.shop_api_key, config=FAST_HTTP, page_size=50
+            ),
         )
 
     def extract(self, stream: str, **options: Any) -> LoadManifest:
@@ -121,8 +135,9 @@ class Pipeline:
             options["lookback"] = timedelta(days=options["lookback"])
         return self.extractor().run(stream, ExtractOptions(**options))
 
-    def sync(self, streams: list[str] | None = None, **options: Any
-             ) -> dict[str, tuple[LoadManifest, MergeResult]]:
+    def sync(
+        self, streams: list[str] | None = None, **options: Any
+    ) -> dict[str, tuple[LoadManifest, MergeResult]]:
         out = {}
         for stream in streams or list(STREAMS):
             manifest = self.extract(stream, **options)

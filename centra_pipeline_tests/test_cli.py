@@ -17,11 +17,17 @@ from centra_pipeline.warehouse import Warehouse
 from centra_pipeline_tests.conftest import point_env_at
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "centra_pipeline.cli", *args],
-                          env=env or dict(os.environ), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "centra_pipeline.cli", *args],
+        env=env or dict(os.environ),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -45,8 +51,10 @@ def test_sync_state_and_query(configured, data_dir: Path) -> None:
 
     reset = cli("state", "reset", "orders", env=configured)
     assert reset.returncode == 0 and "forgotten" in reset.stdout
-    assert json.loads(cli("state", "show", "--json", env=configured).stdout)[
-        "streams"][0]["cursor"] is None
+    assert (
+        json.loads(cli("state", "show", "--json", env=configured).stdout)["streams"][0]["cursor"]
+        is None
+    )
     bad = cli("state", "reset", "invoices", env=configured)
     assert bad.returncode == 2 and "unknown stream" in bad.stderr
 
@@ -54,7 +62,9 @@ def test_sync_state_and_query(configured, data_dir: Path) -> None:
     assert query.returncode == 0, query.stderr
     with Warehouse(data_dir / "warehouse" / "warehouse.duckdb").reader() as con:
         assert query.stdout.splitlines() == [
-            "n", str(con.execute("SELECT count(*) FROM orders").fetchall()[0][0])]
+            "n",
+            str(con.execute("SELECT count(*) FROM orders").fetchall()[0][0]),
+        ]
     broken = cli("query", "SELECT * FROM no_such_table", env=configured)
     assert broken.returncode == 1 and "no_such_table" in broken.stderr
 
@@ -63,27 +73,37 @@ def test_sync_options_backfill_and_full_refresh(configured, data_dir: Path) -> N
     assert cli("sync", "--stream", "orders", env=configured).returncode == 0
     warehouse = Warehouse(data_dir / "warehouse" / "warehouse.duckdb")
     cursor = warehouse.state("orders").cursor
-    done = cli("sync", "--stream", "orders", "--backfill", "2025-06-01", "2025-07-01",
-               env=configured)
+    done = cli(
+        "sync", "--stream", "orders", "--backfill", "2025-06-01", "2025-07-01", env=configured
+    )
     assert done.returncode == 0, done.stderr
     assert warehouse.state("orders").cursor == cursor
-    window = warehouse.query("SELECT window_read FROM pipeline.load_log ORDER BY merged_at DESC "
-                             "LIMIT 1")[0][0]
+    window = warehouse.query(
+        "SELECT window_read FROM pipeline.load_log ORDER BY merged_at DESC LIMIT 1"
+    )[0][0]
     assert "2025-06-01 00:00:00" in window
     full = cli("sync", "--stream", "customers", "--full-refresh", env=configured)
     assert full.returncode == 0, full.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("sync", "--stream", "invoices"), "unknown stream invoices"),
-    (("sync", "--stream", "orders", "--backfill", "2025-07-01", "2025-06-01"),
-     "backfill window is empty"),
-    (("sync", "--stream", "orders", "--backfill", "last week", "now"), "is not a date"),
-    (("sync", "--stream", "catalogue", "--backfill", "2025-06-01", "2025-07-01"),
-     "no date filter"),
-])
-def test_bad_options_get_a_specific_error_and_change_nothing(configured, data_dir, args,
-                                                            message) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("sync", "--stream", "invoices"), "unknown stream invoices"),
+        (
+            ("sync", "--stream", "orders", "--backfill", "2025-07-01", "2025-06-01"),
+            "backfill window is empty",
+        ),
+        (("sync", "--stream", "orders", "--backfill", "last week", "now"), "is not a date"),
+        (
+            ("sync", "--stream", "catalogue", "--backfill", "2025-06-01", "2025-07-01"),
+            "no date filter",
+        ),
+    ],
+)
+def test_bad_options_get_a_specific_error_and_change_nothing(
+    configured, data_dir, args, message
+) -> None:
     done = cli(*args, env=configured)
     assert done.returncode == 2, done.stdout
     assert message in done.stderr
@@ -100,8 +120,9 @@ def test_env_file_in_the_project_root_is_read(centra_env, data_dir: Path, tmp_pa
     """A .env in the working directory configures the CLI like real variables do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENTRA_")}
     env_file = tmp_path / ".env"
-    env_file.write_text("\n".join(f"{k}={v}" for k, v in os.environ.items()
-                                  if k.startswith("CENTRA_")) + "\n")
+    env_file.write_text(
+        "\n".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("CENTRA_")) + "\n"
+    )
     done = cli("check", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Everything the pipeline needs is reachable" in done.stdout
@@ -111,8 +132,7 @@ def test_two_syncs_at_once_both_succeed_one_writer_at_a_time(configured, data_di
     results: list[subprocess.CompletedProcess] = []
 
     def one() -> None:
-        results.append(cli("sync", "--stream", "orders", "--stream", "customers",
-                           env=configured))
+        results.append(cli("sync", "--stream", "orders", "--stream", "customers", env=configured))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for thread in threads:
@@ -123,8 +143,10 @@ def test_two_syncs_at_once_both_succeed_one_writer_at_a_time(configured, data_di
     for r in results:
         assert "lock" not in r.stderr.lower() or "waiting" in r.stderr.lower()
     with Warehouse(data_dir / "warehouse" / "warehouse.duckdb").reader() as con:
-        assert con.execute("SELECT count(*) - count(DISTINCT order_id) FROM orders"
-                           ).fetchall()[0][0] == 0
+        assert (
+            con.execute("SELECT count(*) - count(DISTINCT order_id) FROM orders").fetchall()[0][0]
+            == 0
+        )
 
 
 def test_demo_runs_end_to_end_and_refuses_someone_elses_data(data_dir: Path) -> None:
@@ -152,26 +174,59 @@ def test_snapshot_opens_in_duckdb_1_5(centra_env, data_dir: Path, tmp_path: Path
     pipeline = Pipeline(centra_env, data_dir)
     pipeline.sync(["orders", "customers"])
     pipeline.publish()
-    code = ("import duckdb, sys; assert duckdb.__version__.startswith('1.5'), duckdb.__version__;"
-            "con = duckdb.connect(sys.argv[1], read_only=True);"
-            "print(con.execute('SELECT count(*), sum(grand_total_value), max(order_date) "
-            "FROM orders').fetchall()[0][0])")
+    code = (
+        "import duckdb, sys; assert duckdb.__version__.startswith('1.5'), duckdb.__version__;"
+        "con = duckdb.connect(sys.argv[1], read_only=True);"
+        "print(con.execute('SELECT count(*), sum(grand_total_value), max(order_date) "
+        "FROM orders').fetchall()[0][0])"
+    )
     done = subprocess.run(
-        ["uv", "run", "--no-project", "--quiet", "--with", "duckdb~=1.5.0", "--with", "pytz",
-         "python", "-c", code, str(data_dir / "centra.duckdb")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            "uv",
+            "run",
+            "--no-project",
+            "--quiet",
+            "--with",
+            "duckdb~=1.5.0",
+            "--with",
+            "pytz",
+            "python",
+            "-c",
+            code,
+            str(data_dir / "centra.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
     )
     assert done.returncode == 0, done.stderr
     with Warehouse(data_dir / "warehouse" / "warehouse.duckdb").reader() as con:
-        assert int(done.stdout.strip()) == con.execute("SELECT count(*) FROM orders"
-                                                       ).fetchall()[0][0]
+        assert (
+            int(done.stdout.strip()) == con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+        )
 
 
 def test_emulator_command_prints_what_to_export(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "centra_pipeline.cli", "emulator",
-                             "--port", "0", "--orders", "50", "--order-api-key", "k1",
-                             "--shop-api-key", "k2"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "centra_pipeline.cli",
+            "emulator",
+            "--port",
+            "0",
+            "--orders",
+            "50",
+            "--order-api-key",
+            "k1",
+            "--shop-api-key",
+            "k2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         for line in proc.stdout:

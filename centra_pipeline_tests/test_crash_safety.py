@@ -17,9 +17,8 @@ import pytest
 
 from centra_pipeline.lake import Lake
 from centra_pipeline.schema import STREAMS, TABLES
-from centra_pipeline_tests.conftest import TZ
 from centra_pipeline.warehouse import Warehouse
-from centra_pipeline_tests.conftest import Pipeline, running_emulator
+from centra_pipeline_tests.conftest import TZ, Pipeline, running_emulator
 
 STREAMS_UNDER_TEST = ["orders", "returns"]
 
@@ -32,14 +31,21 @@ def sync_command(*extra: str) -> list[str]:
 
 
 def run_sync(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(sync_command(), env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        sync_command(), env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def kill_at(point: str, env: dict[str, str], cwd: Path, marker: Path) -> None:
     env = {**env, "CENTRA_FAILPOINT": point, "CENTRA_FAILPOINT_FILE": str(marker)}
-    proc = subprocess.Popen(sync_command(), env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        sync_command(),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         if proc.poll() is not None:
@@ -61,11 +67,16 @@ def business_rows(warehouse: Warehouse) -> dict[str, list[tuple]]:
             for table in STREAMS[stream].tables:
                 cols = ", ".join(f'"{c}"' for c in table.column_names)
                 out[table.name] = sorted(
-                    con.execute(f"SELECT {cols}, _missing_since FROM main.{table.name}"
-                                if table.parent is None else
-                                f"SELECT {cols} FROM main.{table.name}").fetchall(), key=repr)
-        out["cursors"] = con.execute("SELECT stream, cursor FROM pipeline.sync_state "
-                                     "ORDER BY stream").fetchall()
+                    con.execute(
+                        f"SELECT {cols}, _missing_since FROM main.{table.name}"
+                        if table.parent is None
+                        else f"SELECT {cols} FROM main.{table.name}"
+                    ).fetchall(),
+                    key=repr,
+                )
+        out["cursors"] = con.execute(
+            "SELECT stream, cursor FROM pipeline.sync_state ORDER BY stream"
+        ).fetchall()
     return out
 
 
@@ -77,15 +88,19 @@ def check_consistent(data: Path, clean: Warehouse, *, finished: bool = True) -> 
         for stream in STREAMS_UNDER_TEST:
             for table in STREAMS[stream].tables:
                 keys = ", ".join(table.primary_key)
-                dupes = con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {table.name} "
-                                    "GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+                dupes = con.execute(
+                    f"SELECT count(*) FROM (SELECT {keys} FROM {table.name} "
+                    "GROUP BY ALL HAVING count(*) > 1)"
+                ).fetchall()[0][0]
                 assert dupes == 0, table.name
         # The cursor is never ahead of the data it stands for.
         for stream, column in (("orders", "order_date"), ("returns", "date")):
             cursor, newest = con.execute(
                 f"""SELECT (SELECT cursor FROM pipeline.sync_state WHERE stream = ?),
                     strftime(max({column}) AT TIME ZONE '{TZ}', '%Y-%m-%d %H:%M:%S')
-                    FROM {TABLES[STREAMS[stream].parent.name].name}""", [stream]).fetchall()[0]
+                    FROM {TABLES[STREAMS[stream].parent.name].name}""",
+                [stream],
+            ).fetchall()[0]
             assert cursor is not None and cursor <= newest, (stream, cursor, newest)
     if not finished:
         return
@@ -100,28 +115,39 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     return dict(os.environ)
 
 
-@pytest.mark.parametrize("point", [
-    "extract.after_first_page",
-    "lake.before_commit",
-    "warehouse.before_commit",
-    "warehouse.before_publish",
-])
-def test_sync_killed_then_rerun_equals_a_clean_run(point: str, cli_env: dict[str, str],
-                                                  data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "point",
+    [
+        "extract.after_first_page",
+        "lake.before_commit",
+        "warehouse.before_commit",
+        "warehouse.before_publish",
+    ],
+)
+def test_sync_killed_then_rerun_equals_a_clean_run(
+    point: str, cli_env: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
     with running_emulator(orders=1200, customers=200, products=10) as emu:
         clean = Pipeline(emu, tmp_path / "clean")  # the same runs, never killed
-        env = {**cli_env,
-               "CENTRA_ORDER_API_URL": emu.order_api_url,
-               "CENTRA_ORDER_API_KEY": emu.order_api_key,
-               "CENTRA_SHOP_API_URL": emu.shop_api_url,
-               "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-               "CENTRA_MAX_REQUESTS_PER_SECOND": "1000"}
+        env = {
+            **cli_env,
+            "CENTRA_ORDER_API_URL": emu.order_api_url,
+            "CENTRA_ORDER_API_KEY": emu.order_api_key,
+            "CENTRA_SHOP_API_URL": emu.shop_api_url,
+            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+        }
         # A first clean sync, then a change, so the killed run is an incremental one with
         # real work to lose.
         Pipeline(emu, data_dir).sync(STREAMS_UNDER_TEST)
         clean.sync(STREAMS_UNDER_TEST)
-        emu.tick(new_orders=30, updated_orders=20, new_returns=10, completed_returns=5,
-                 advance_seconds=3600)
+        emu.tick(
+            new_orders=30,
+            updated_orders=20,
+            new_returns=10,
+            completed_returns=5,
+            advance_seconds=3600,
+        )
         clean.sync(STREAMS_UNDER_TEST)
         kill_at(point, env, tmp_path, tmp_path / "reached")
         if point == "warehouse.before_publish":

@@ -30,13 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_json(url: str, *, method: str = "GET", body: dict | None = None,
-              headers: dict | None = None) -> dict:
+def http_json(
+    url: str, *, method: str = "GET", body: dict | None = None, headers: dict | None = None
+) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json",
-                                              **(headers or {})})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
@@ -50,7 +54,8 @@ def snapshot_statuses(path: Path, numbers: list[int]) -> dict[int, str]:
     try:
         rows = con.execute(
             f"SELECT order_id, order_status FROM orders WHERE order_id IN "
-            f"({','.join(map(str, numbers))})").fetchall()
+            f"({','.join(map(str, numbers))})"
+        ).fetchall()
     finally:
         con.close()
     return dict(rows)
@@ -58,12 +63,30 @@ def snapshot_statuses(path: Path, numbers: list[int]) -> dict[int, str]:
 
 def test_webhook_reaches_the_snapshot_through_the_daemon_within_60_seconds(data_dir: Path):
     ports = {name: free_port() for name in ("ui", "webhook", "emulator")}
-    command = [sys.executable, "-m", "centra_pipeline.cli", "dev", "--orders", "1500",
-               "--tick-every", "0", "--ui-port", str(ports["ui"]),
-               "--webhook-port", str(ports["webhook"]),
-               "--emulator-port", str(ports["emulator"])]
-    proc = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "centra_pipeline.cli",
+        "dev",
+        "--orders",
+        "1500",
+        "--tick-every",
+        "0",
+        "--ui-port",
+        str(ports["ui"]),
+        "--webhook-port",
+        str(ports["webhook"]),
+        "--emulator-port",
+        str(ports["emulator"]),
+    ]
+    proc = subprocess.Popen(
+        command,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output: list[str] = []
     ready = threading.Event()
 
@@ -82,14 +105,18 @@ def test_webhook_reaches_the_snapshot_through_the_daemon_within_60_seconds(data_
         order_api = re.search(r"CENTRA_ORDER_API_URL=(\S+)", text).group(1)
         base = f"http://127.0.0.1:{ports['emulator']}"
 
-        changes = http_json(f"{base}/_emulator/tick", method="POST",
-                            body={"updated_orders": 4, "advance_seconds": 60})
+        changes = http_json(
+            f"{base}/_emulator/tick",
+            method="POST",
+            body={"updated_orders": 4, "advance_seconds": 60},
+        )
         changed = changes["updated_order_ids"]
         assert changed
         expected = {}
         for number in changed:
-            body = http_json(f"{order_api}/orders?order={number}",
-                             headers={"API-Authorization": key})
+            body = http_json(
+                f"{order_api}/orders?order={number}", headers={"API-Authorization": key}
+            )
             expected[number] = body["orders"][0]["orderStatus"] if body["orders"] else None
         ticked = time.monotonic()
         snapshot = data_dir / "centra.duckdb"
@@ -102,7 +129,8 @@ def test_webhook_reaches_the_snapshot_through_the_daemon_within_60_seconds(data_
         latency = time.monotonic() - ticked
         assert all(seen.get(n) == s for n, s in expected.items() if s is not None), (
             f"after {latency:.0f} s the snapshot has {seen}, Centra has {expected}\n"
-            + "".join(output[-40:]))
+            + "".join(output[-40:])
+        )
         print(f"webhook-to-snapshot latency: {latency:.1f} s")
         # The receiver stored the webhook; the sensor's run shows in Dagster's run history.
         health = http_json(f"http://127.0.0.1:{ports['webhook']}/healthz")

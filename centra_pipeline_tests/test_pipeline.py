@@ -11,8 +11,15 @@ from centra_pipeline.warehouse import Warehouse
 from centra_pipeline_tests.conftest import TZ, Pipeline
 from centra_pipeline_tests.truth import table_differences, truth_tables
 
-TICK = {"new_orders": 40, "updated_orders": 60, "new_returns": 15, "completed_returns": 10,
-        "updated_customers": 25, "updated_products": 5, "advance_seconds": 3600}
+TICK = {
+    "new_orders": 40,
+    "updated_orders": 60,
+    "new_returns": 15,
+    "completed_returns": 10,
+    "updated_customers": 25,
+    "updated_products": 5,
+    "advance_seconds": 3600,
+}
 
 
 def differences(pipeline: Pipeline, streams: list[str] | None = None) -> dict:
@@ -42,8 +49,8 @@ def test_full_sync_lands_and_merges_every_stream(pipeline: Pipeline) -> None:
     state = pipeline.warehouse.state("orders")
     with pipeline.warehouse.reader() as con:
         newest = con.execute(
-            f"SELECT strftime(max(order_date) AT TIME ZONE '{TZ}', '%Y-%m-%d %H:%M:%S') "
-            "FROM orders").fetchall()[0][0]
+            f"SELECT strftime(max(order_date) AT TIME ZONE '{TZ}', '%Y-%m-%d %H:%M:%S') FROM orders"
+        ).fetchall()[0][0]
     assert state.cursor == newest
 
 
@@ -66,8 +73,11 @@ def test_tick_then_incremental_sync_equals_the_emulator(pipeline: Pipeline) -> N
     assert incremental["returns"][1].new == TICK["new_returns"]
     # Products and stock: exactly the stock items of the changed products are read again.
     changed_items = set(changes["updated_stock_item_ids"])
-    assert incremental["products"][1].updated + incremental["products"][1].new <= len(
-        changed_items) <= incremental["products"][0].records
+    assert (
+        incremental["products"][1].updated + incremental["products"][1].new
+        <= len(changed_items)
+        <= incremental["products"][0].records
+    )
     # The catalogue is read in full (no filter exists) but only changed products are landed.
     catalogue, merged = incremental["catalogue"]
     assert 0 < catalogue.rows["shop_products"] <= 3 * len(changes["updated_product_ids"])
@@ -96,8 +106,10 @@ def test_merging_a_load_twice_or_out_of_order_converges(pipeline: Pipeline) -> N
     pipeline.refresh_orders(changes["updated_order_ids"])
     assert differences(pipeline, ["orders"]) == {}
     with pipeline.warehouse.reader() as con:
-        assert con.execute("SELECT count(*) - count(DISTINCT order_id) FROM orders"
-                           ).fetchall()[0][0] == 0
+        assert (
+            con.execute("SELECT count(*) - count(DISTINCT order_id) FROM orders").fetchall()[0][0]
+            == 0
+        )
 
 
 def test_duplicated_records_in_one_batch_are_merged_once(pipeline: Pipeline) -> None:
@@ -113,8 +125,9 @@ def test_duplicated_records_in_one_batch_are_merged_once(pipeline: Pipeline) -> 
     with pipeline.warehouse.reader() as con:
         for name in ("orders", "order_lines", "order_shipments", "order_discounts"):
             keys = ", ".join(TABLES[name].primary_key)
-            dupes = con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {name} GROUP BY ALL "
-                                "HAVING count(*) > 1)").fetchall()[0][0]
+            dupes = con.execute(
+                f"SELECT count(*) FROM (SELECT {keys} FROM {name} GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchall()[0][0]
             assert dupes == 0, name
 
 
@@ -137,23 +150,26 @@ def test_any_table_can_be_rebuilt_from_the_lake_alone(pipeline: Pipeline, tmp_pa
 def test_backfill_reads_its_window_and_leaves_the_cursor_alone(pipeline: Pipeline) -> None:
     pipeline.sync(["orders"])
     cursor = pipeline.warehouse.state("orders").cursor
-    manifest = pipeline.extract("orders", mode="backfill", window_start="2025-06-01",
-                                window_end="2025-07-01")
+    manifest = pipeline.extract(
+        "orders", mode="backfill", window_start="2025-06-01", window_end="2025-07-01"
+    )
     (merged,) = pipeline.warehouse.merge_loads([manifest])
-    assert manifest.window == {"newer_than": "2025-06-01 00:00:00",
-                               "older_than": "2025-07-01 00:00:00"}
+    assert manifest.window == {
+        "newer_than": "2025-06-01 00:00:00",
+        "older_than": "2025-07-01 00:00:00",
+    }
     assert manifest.cursor_after is None
     assert pipeline.warehouse.state("orders").cursor == cursor
     assert merged.unchanged == manifest.records > 0
-    expected = sum(1 for o in pipeline.emu.store.iter_orders()
-                   if "2025-06-01" <= o["orderDate"] < "2025-07-01")
+    expected = sum(
+        1 for o in pipeline.emu.store.iter_orders() if "2025-06-01" <= o["orderDate"] < "2025-07-01"
+    )
     assert manifest.records == expected
 
 
 def test_refresh_of_an_order_centra_no_longer_returns_marks_it_missing(pipeline: Pipeline) -> None:
     pipeline.sync(["orders"])
-    victim = next(o for o in pipeline.emu.store.iter_orders()
-                  if o["orderStatus"] in ("4", "5"))
+    victim = next(o for o in pipeline.emu.store.iter_orders() if o["orderStatus"] in ("4", "5"))
     number = int(victim["orderId"])
     # The merchant narrows the plugin's statuses: completed/archived orders are no longer served.
     pipeline.emu.set_plugin("order", statuses=[1, 2, 3, 6])
@@ -161,17 +177,23 @@ def test_refresh_of_an_order_centra_no_longer_returns_marks_it_missing(pipeline:
     assert manifest.missing_keys == [number, 99_999_999]
     assert merged.missing == 1  # the unknown number was never in the warehouse
     with pipeline.warehouse.reader() as con:
-        missing_since = con.execute("SELECT _missing_since FROM orders WHERE order_id = ?",
-                                    [number]).fetchall()[0][0]
-        lines = con.execute("SELECT count(*) FROM order_lines WHERE order_id = ?",
-                            [number]).fetchall()[0][0]
+        missing_since = con.execute(
+            "SELECT _missing_since FROM orders WHERE order_id = ?", [number]
+        ).fetchall()[0][0]
+        lines = con.execute(
+            "SELECT count(*) FROM order_lines WHERE order_id = ?", [number]
+        ).fetchall()[0][0]
     assert missing_since is not None
     assert lines == len(victim["products"])  # last known state is kept, not deleted
     pipeline.emu.set_plugin("order", statuses=[1, 2, 3, 4, 5, 6])
     pipeline.refresh_orders([number])
     with pipeline.warehouse.reader() as con:
-        assert con.execute("SELECT _missing_since FROM orders WHERE order_id = ?",
-                           [number]).fetchall()[0][0] is None
+        assert (
+            con.execute(
+                "SELECT _missing_since FROM orders WHERE order_id = ?", [number]
+            ).fetchall()[0][0]
+            is None
+        )
 
 
 def test_publish_swaps_the_snapshot_while_an_analyst_holds_it_open(pipeline: Pipeline) -> None:

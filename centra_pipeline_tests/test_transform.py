@@ -12,8 +12,8 @@ import pytest
 from centra_pipeline.centra.jsonstream import RawRecord, parse_envelope
 from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.schema import STREAMS, TABLES, snake
-from centra_pipeline.tables_doc import render
 from centra_pipeline.settings import project_root
+from centra_pipeline.tables_doc import render
 from centra_pipeline.transform import MissingKey, flatten
 
 # Shaped like the order in Centra's GET /orders example: string ids, money as numbers and
@@ -44,8 +44,9 @@ ORDER = """{
 
 def flat(stream: str, *raws: str, tz: str = "Europe/Stockholm"):
     records = [RawRecord(json.loads(raw), raw) for raw in raws]
-    return flatten(STREAMS[stream], records, load_id="L1", extracted_at=datetime.now(UTC),
-                   seq_start=0, tz=tz)
+    return flatten(
+        STREAMS[stream], records, load_id="L1", extracted_at=datetime.now(UTC), seq_start=0, tz=tz
+    )
 
 
 def test_an_order_becomes_typed_rows_in_four_tables() -> None:
@@ -77,16 +78,20 @@ def test_an_order_becomes_typed_rows_in_four_tables() -> None:
     assert shipment["tracking_url"] == "https://track.example/1"  # \/ unescaped
     discounts = batch.tables["order_discounts"].to_pylist()
     assert [(d["discount_type"], d["discount_position"]) for d in discounts] == [
-        ("voucher", 0), ("automatic", 0)]
+        ("voucher", 0),
+        ("automatic", 0),
+    ]
     assert discounts[0]["price_off_as_a_number"] == Decimal("-150.0000")
-    assert set(batch.drift.fields) == {"orders.order_attr_external_id",
-                                       "order_lines.newLineField"}
+    assert set(batch.drift.fields) == {"orders.order_attr_external_id", "order_lines.newLineField"}
 
 
 def test_missing_optional_fields_load_as_null() -> None:
     # Centra's second example return has no "completed" key at all.
-    batch = flat("returns", '{"returnId": 384, "orderId": 20179, "date": "2019-07-11 14:33:56",'
-                            ' "products": [{"returnLineId": 553, "quantity": 1}]}')
+    batch = flat(
+        "returns",
+        '{"returnId": 384, "orderId": 20179, "date": "2019-07-11 14:33:56",'
+        ' "products": [{"returnLineId": 553, "quantity": 1}]}',
+    )
     row = batch.tables["returns"].to_pylist()[0]
     assert row["completed"] is None and row["currency"] is None
     assert batch.tables["return_lines"].num_rows == 1
@@ -94,8 +99,9 @@ def test_missing_optional_fields_load_as_null() -> None:
 
 
 def test_more_decimals_than_a_money_column_keeps_is_a_recorded_coercion() -> None:
-    batch = flat("orders", ORDER.replace('"grandTotalTaxValue": 795.75',
-                                         '"grandTotalTaxValue": 795.123456'))
+    batch = flat(
+        "orders", ORDER.replace('"grandTotalTaxValue": 795.75', '"grandTotalTaxValue": 795.123456')
+    )
     assert batch.tables["orders"].to_pylist()[0]["grand_total_tax_value"] == Decimal("795.1235")
     assert batch.coercions.counts == {"orders.grand_total_tax_value": 1}
     assert "795.123456" in batch.coercions.samples["orders.grand_total_tax_value"]
@@ -107,13 +113,16 @@ def test_a_number_in_a_text_column_is_kept_and_recorded() -> None:
     assert batch.coercions.counts == {"orders.ip_address": 1}
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("grandTotalValue", '"about 30 EUR"', "expected a number"),
-    ("orderDate", '"yesterday"', "timestamp"),
-    ("hold", '"maybe"', "boolean"),
-    ("customerId", '{"id": 5}', "integer"),
-    ("marketId", "true", "integer"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("grandTotalValue", '"about 30 EUR"', "expected a number"),
+        ("orderDate", '"yesterday"', "timestamp"),
+        ("hold", '"maybe"', "boolean"),
+        ("customerId", '{"id": 5}', "integer"),
+        ("marketId", "true", "integer"),
+    ],
+)
 def test_a_changed_type_is_a_clear_error_naming_column_and_record(field, value, expected) -> None:
     record = json.loads(ORDER)
     record[field] = json.loads(value)
@@ -143,8 +152,12 @@ def test_column_names_are_centras_field_names_in_snake_case() -> None:
     assert snake("discounts.discountAsNumber") == "discounts_discount_as_number"
     for table in TABLES.values():
         for col in table.columns:
-            if col.source and not col.source.startswith("@") and col.transform is None \
-                    and col.name not in ("price_id",):
+            if (
+                col.source
+                and not col.source.startswith("@")
+                and col.transform is None
+                and col.name not in ("price_id",)
+            ):
                 assert col.name == snake(col.source), (table.name, col.name)
 
 
@@ -158,10 +171,13 @@ def test_ids_have_one_type_in_every_table() -> None:
     # Centra uses `shipmentId` for two different things: the shipment *number* "83651-1" on
     # orders, and an internal integer id on returns (whose `shipment` holds the number).
     assert {name: t for name, t in types.items() if len(t) > 1} == {
-        "shipment_id": {"VARCHAR", "BIGINT"}}
+        "shipment_id": {"VARCHAR", "BIGINT"}
+    }
 
 
 def test_table_reference_is_current() -> None:
     committed = (project_root() / "docs" / "tables.md").read_text()
-    assert committed == render(), ("docs/tables.md is stale: run "
-                                   "`uv run python -m centra_pipeline.tables_doc > docs/tables.md`")
+    assert committed == render(), (
+        "docs/tables.md is stale: run "
+        "`uv run python -m centra_pipeline.tables_doc > docs/tables.md`"
+    )

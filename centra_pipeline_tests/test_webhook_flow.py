@@ -29,23 +29,27 @@ from centra_pipeline_tests.conftest import (
 from centra_pipeline_tests.test_webhook_receiver import serve
 from centra_pipeline_tests.truth import table_differences, truth_tables
 
-SENSOR = defs.resolve_sensor_def(sensors.SENSOR_NAME) if hasattr(defs, "resolve_sensor_def") \
+SENSOR = (
+    defs.resolve_sensor_def(sensors.SENSOR_NAME)
+    if hasattr(defs, "resolve_sensor_def")
     else next(s for s in defs.sensors if s.name == sensors.SENSOR_NAME)
+)
 
 
 def store_events(inbox_path: Path, *events: tuple[str, str, str], tag: str = "") -> None:
     inbox = Inbox(inbox_path)
     try:
-        parsed = [WebhookEvent(kind, action, object_id, f"2026-01-15 12:00:00.{i:06d}{tag}")
-                  for i, (kind, action, object_id) in enumerate(events)]
+        parsed = [
+            WebhookEvent(kind, action, object_id, f"2026-01-15 12:00:00.{i:06d}{tag}")
+            for i, (kind, action, object_id) in enumerate(events)
+        ]
         inbox.store(f"{tag}{datetime.now(UTC).timestamp()}{events}", 1_768_478_400, parsed)
     finally:
         inbox.close()
 
 
 def evaluate(instance: dg.DagsterInstance, cursor: str | None = None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     return SENSOR.evaluate_tick(context)
 
 
@@ -65,9 +69,14 @@ def test_sensor_skips_with_a_reason_when_there_is_nothing(inbox_path: Path) -> N
 
 
 def test_sensor_coalesces_orders_into_one_run_keyed_by_inbox_sequence(inbox_path: Path) -> None:
-    store_events(inbox_path, ("order", "update", "1005"), ("shipment", "create", "77"),
-                 ("order", "insert", "1006"), ("order", "update", "1005"),
-                 ("order", "delete", "1010"))
+    store_events(
+        inbox_path,
+        ("order", "update", "1005"),
+        ("shipment", "create", "77"),
+        ("order", "insert", "1006"),
+        ("order", "update", "1005"),
+        ("order", "delete", "1010"),
+    )
     with dg.instance_for_test() as instance:
         result = evaluate(instance)
         (request,) = result.run_requests
@@ -89,8 +98,14 @@ def test_sensor_takes_a_bounded_batch_and_never_skips_an_event(
     inbox_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sensors, "MAX_ORDERS_PER_RUN", 2)
-    store_events(inbox_path, ("order", "update", "1"), ("order", "update", "2"),
-                 ("order", "update", "1"), ("order", "update", "3"), ("order", "update", "4"))
+    store_events(
+        inbox_path,
+        ("order", "update", "1"),
+        ("order", "update", "2"),
+        ("order", "update", "1"),
+        ("order", "update", "3"),
+        ("order", "update", "4"),
+    )
     seen: list[int] = []
     cursor = None
     with dg.instance_for_test() as instance:
@@ -121,16 +136,25 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
     """Emulator ticks a change to old orders → signed webhook → receiver → inbox → sensor →
     refresh run → centra.duckdb, and nothing else is re-extracted."""
     inbox = Inbox(data_dir / "webhooks" / "inbox.sqlite3")
-    with serve(create_app(WEBHOOK_SECRET, inbox)) as receiver_url, Emulator(emulator_config(
-            webhook_url=receiver_url + "/webhooks/centra", webhook_secret=WEBHOOK_SECRET,
-            webhook_batch_size=7)) as emu:
+    with (
+        serve(create_app(WEBHOOK_SECRET, inbox)) as receiver_url,
+        Emulator(
+            emulator_config(
+                webhook_url=receiver_url + "/webhooks/centra",
+                webhook_secret=WEBHOOK_SECRET,
+                webhook_batch_size=7,
+            )
+        ) as emu,
+    ):
         point_env_at(emu, monkeypatch)
         pipeline = Pipeline(emu, data_dir)
         pipeline.sync()
         pipeline.publish()
         lake = Lake(data_dir / "lake")
-        loads_before = {name: len(lake.loads(name)) for name in
-                        ("orders", "returns", "customers", "products", "stock", "catalogue")}
+        loads_before = {
+            name: len(lake.loads(name))
+            for name in ("orders", "returns", "customers", "products", "stock", "catalogue")
+        }
         with dg.instance_for_test() as instance:
             # Drain the inbox of the initial store's events (none expected) and remember where.
             start = evaluate(instance)
@@ -148,8 +172,9 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
             assert set(keys) == changed
 
             job = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
-            run = job.execute_in_process(run_config=request.run_config, instance=instance,
-                                         tags=request.tags)
+            run = job.execute_in_process(
+                run_config=request.run_config, instance=instance, tags=request.tags
+            )
             assert run.success
 
         # Exactly one new lake load, for orders, holding exactly the changed orders.
@@ -164,9 +189,12 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
         con = duckdb.connect(str(data_dir / "centra.duckdb"), read_only=True)
         try:
             assert table_differences(con, truth) == {}
-            statuses = dict(con.execute(
-                "SELECT order_id, order_status FROM orders WHERE order_id IN "
-                f"({','.join(map(str, changed))})").fetchall())
+            statuses = dict(
+                con.execute(
+                    "SELECT order_id, order_status FROM orders WHERE order_id IN "
+                    f"({','.join(map(str, changed))})"
+                ).fetchall()
+            )
         finally:
             con.close()
         for number in changed:

@@ -33,15 +33,22 @@ def truth_tables(emu: Emulator, tz: str, streams: list[str] | None = None) -> di
     out: dict[str, pa.Table] = {}
     for name in streams or list(STREAMS):
         records = [RawRecord(obj, json.dumps(obj)) for obj in TRUTH_SOURCES[name](emu.store)]
-        batch = flatten(STREAMS[name], records, load_id="truth", extracted_at=datetime.now(UTC),
-                        seq_start=0, tz=tz)
+        batch = flatten(
+            STREAMS[name],
+            records,
+            load_id="truth",
+            extracted_at=datetime.now(UTC),
+            seq_start=0,
+            tz=tz,
+        )
         for table_name, table in batch.tables.items():
             out[table_name] = table.select(TABLES[table_name].column_names)
     return out
 
 
-def table_differences(con: duckdb.DuckDBPyConnection, truth: dict[str, pa.Table],
-                      *, present_only: bool = True) -> dict[str, dict[str, Any]]:
+def table_differences(
+    con: duckdb.DuckDBPyConnection, truth: dict[str, pa.Table], *, present_only: bool = True
+) -> dict[str, dict[str, Any]]:
     """Per table: rows only in the warehouse / only in the truth (empty dict: all equal).
 
     With `present_only`, rows the pipeline marked `_missing_since` (no longer returned by
@@ -59,15 +66,22 @@ def table_differences(con: duckdb.DuckDBPyConnection, truth: dict[str, pa.Table]
             parent = TABLES[table.parent]
             keys = ", ".join(f'"{k}"' for k in table.parent_key)
             pkeys = ", ".join(f'"{k}"' for k in parent.primary_key)
-            where = (f"WHERE ({keys}) IN (SELECT {pkeys} FROM main.\"{parent.name}\" "
-                     "WHERE _missing_since IS NULL)")
+            where = (
+                f'WHERE ({keys}) IN (SELECT {pkeys} FROM main."{parent.name}" '
+                "WHERE _missing_since IS NULL)"
+            )
         actual = f'SELECT {cols} FROM main."{name}" {where}'
-        extra = con.execute(f"SELECT count(*) FROM ({actual} EXCEPT ALL "
-                            f"SELECT {cols} FROM expected_rows)").fetchall()[0][0]
-        missing = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM expected_rows "
-                              f"EXCEPT ALL {actual})").fetchall()[0][0]
+        extra = con.execute(
+            f"SELECT count(*) FROM ({actual} EXCEPT ALL SELECT {cols} FROM expected_rows)"
+        ).fetchall()[0][0]
+        missing = con.execute(
+            f"SELECT count(*) FROM (SELECT {cols} FROM expected_rows EXCEPT ALL {actual})"
+        ).fetchall()[0][0]
         con.unregister("expected_rows")
         if extra or missing:
-            problems[name] = {"only_in_warehouse": extra, "only_in_truth": missing,
-                              "truth_rows": expected.num_rows}
+            problems[name] = {
+                "only_in_warehouse": extra,
+                "only_in_truth": missing,
+                "truth_rows": expected.num_rows,
+            }
     return problems

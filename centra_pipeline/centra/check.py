@@ -37,8 +37,13 @@ from centra_pipeline.settings import (
     Settings,
 )
 
-CHECK_HTTP = HttpConfig(connect_timeout=5, read_timeout=20, max_attempts=3,
-                        max_retry_seconds=15, max_requests_per_second=5)
+CHECK_HTTP = HttpConfig(
+    connect_timeout=5,
+    read_timeout=20,
+    max_attempts=3,
+    max_retry_seconds=15,
+    max_requests_per_second=5,
+)
 
 
 @dataclass(frozen=True)
@@ -66,22 +71,39 @@ def _first_page(pages) -> str:
     return f"{len(page.records)} record{'s' if len(page.records) != 1 else ''} in a limit=1 read"
 
 
+def _connect(lines: list[CheckLine], api: str, client: Any, url: str | None, key: Any) -> Any:
+    """A URL that is not http(s) fails before any request: a FIX line, not a traceback."""
+    try:
+        return client.connect(url or "", key or "", config=CHECK_HTTP, page_size=1)
+    except CentraURLError as exc:
+        lines.append(CheckLine(api, "configuration", False, str(exc)))
+        return None
+
+
 def run_checks(settings: Settings) -> list[CheckLine]:
     lines: list[CheckLine] = []
     missing = settings.missing_order_api()
     if missing:
-        lines.append(CheckLine("Order API", "configuration", False,
-                               f"set {' and '.join(missing)} (the Order API plugin's endpoint "
-                               "URL and secret)"))
-    else:
-        api = OrderApi.connect(settings.order_api_url or "", settings.order_api_key or "",
-                               config=CHECK_HTTP, page_size=1)
+        lines.append(
+            CheckLine(
+                "Order API",
+                "configuration",
+                False,
+                f"set {' and '.join(missing)} (the Order API plugin's endpoint URL and secret)",
+            )
+        )
+    elif (
+        api := _connect(
+            lines, "Order API", OrderApi, settings.order_api_url, settings.order_api_key
+        )
+    ) is not None:
         try:
             first = _probe("Order API", ENDPOINT_ORDERS, lambda: _first_page(api.iter_orders()))
             lines.append(first)
             if first.ok or "not allow" in first.message:
-                lines.append(_probe("Order API", ENDPOINT_RETURNS,
-                                    lambda: _first_page(api.iter_returns())))
+                lines.append(
+                    _probe("Order API", ENDPOINT_RETURNS, lambda: _first_page(api.iter_returns()))
+                )
                 customer_ids: list[Any] = []
 
                 def customers() -> str:
@@ -91,41 +113,63 @@ def run_checks(settings: Settings) -> list[CheckLine]:
 
                 lines.append(_probe("Order API", ENDPOINT_CUSTOMERS, customers))
                 if customer_ids:
-                    lines.append(_probe(
-                        "Order API", ENDPOINT_CUSTOMER,
-                        lambda: "found" if api.get_customer(customer_ids[0]) else "not found"))
+                    lines.append(
+                        _probe(
+                            "Order API",
+                            ENDPOINT_CUSTOMER,
+                            lambda: "found" if api.get_customer(customer_ids[0]) else "not found",
+                        )
+                    )
                 else:
-                    lines.append(CheckLine("Order API", ENDPOINT_CUSTOMER, True,
-                                           "skipped (no customer to look up)"))
-                lines.append(_probe("Order API", ENDPOINT_PRODUCTS,
-                                    lambda: _first_page(api.iter_products())))
-                lines.append(_probe("Order API", ENDPOINT_STOCK,
-                                    lambda: _first_page(api.iter_stock())))
+                    lines.append(
+                        CheckLine(
+                            "Order API", ENDPOINT_CUSTOMER, True, "skipped (no customer to look up)"
+                        )
+                    )
+                lines.append(
+                    _probe("Order API", ENDPOINT_PRODUCTS, lambda: _first_page(api.iter_products()))
+                )
+                lines.append(
+                    _probe("Order API", ENDPOINT_STOCK, lambda: _first_page(api.iter_stock()))
+                )
         finally:
             api.close()
 
     missing = settings.missing_shop_api()
     if missing:
-        lines.append(CheckLine("Shop API", "configuration", False,
-                               f"set {' and '.join(missing)} (the Shop API plugin's endpoint "
-                               "URL and secret)"))
-    else:
-        shop = ShopApi.connect(settings.shop_api_url or "", settings.shop_api_key or "",
-                               config=CHECK_HTTP, page_size=1)
+        lines.append(
+            CheckLine(
+                "Shop API",
+                "configuration",
+                False,
+                f"set {' and '.join(missing)} (the Shop API plugin's endpoint URL and secret)",
+            )
+        )
+    elif (
+        shop := _connect(lines, "Shop API", ShopApi, settings.shop_api_url, settings.shop_api_key)
+    ) is not None:
         try:
-            lines.append(_probe("Shop API", ENDPOINT_PRODUCTS_FILTER,
-                                lambda: _first_page(shop.iter_products())))
+            lines.append(
+                _probe(
+                    "Shop API", ENDPOINT_PRODUCTS_FILTER, lambda: _first_page(shop.iter_products())
+                )
+            )
         finally:
             shop.close()
 
     if settings.webhook_secret:
         lines.append(CheckLine("Webhook", ENV_WEBHOOK_SECRET, True, "OK (set)"))
     else:
-        lines.append(CheckLine(
-            "Webhook", ENV_WEBHOOK_SECRET, False,
-            f"set {ENV_WEBHOOK_SECRET} to the endpoint secret of the Centra Webhook plugin "
-            "(version 'Integration API', Order trigger on); without it the webhook receiver "
-            "refuses to start and changes to old orders wait for the hourly lookback"))
+        lines.append(
+            CheckLine(
+                "Webhook",
+                ENV_WEBHOOK_SECRET,
+                False,
+                f"set {ENV_WEBHOOK_SECRET} to the endpoint secret of the Centra Webhook plugin "
+                "(version 'Integration API', Order trigger on); without it the webhook receiver "
+                "refuses to start and changes to old orders wait for the hourly lookback",
+            )
+        )
     return lines
 
 
@@ -140,6 +184,11 @@ def format_lines(lines: list[CheckLine]) -> str:
 
 
 __all__ = [
-    "ENV_ORDER_API_KEY", "ENV_ORDER_API_URL", "ENV_SHOP_API_KEY", "ENV_SHOP_API_URL",
-    "CheckLine", "format_lines", "run_checks",
+    "ENV_ORDER_API_KEY",
+    "ENV_ORDER_API_URL",
+    "ENV_SHOP_API_KEY",
+    "ENV_SHOP_API_URL",
+    "CheckLine",
+    "format_lines",
+    "run_checks",
 ]

@@ -14,9 +14,9 @@ Nothing here holds more than one page (plus one prefetched page) in memory.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Iterator
 from dataclasses import dataclass
-import email.utils
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +87,9 @@ class OrderApi:
     def connect(
         cls, url: str, key: Secret | str, *, config: HttpConfig | None = None, page_size: int = 1000
     ) -> OrderApi:
-        session = CentraSession(url, key, api_name=API_NAME, key_env=ENV_ORDER_API_KEY,
-                                config=config)
+        session = CentraSession(
+            url, key, api_name=API_NAME, key_env=ENV_ORDER_API_KEY, config=config
+        )
         return cls(session, page_size=page_size)
 
     def close(self) -> None:
@@ -96,7 +97,10 @@ class OrderApi:
 
     def _get(self, path: str, endpoint: str, records_key: str, params: dict[str, Any]):
         return self.session.call(
-            "GET", path, endpoint=endpoint, params=params,
+            "GET",
+            path,
+            endpoint=endpoint,
+            params=params,
             parse=_page_parser(endpoint, records_key, self.session),
         )
 
@@ -109,16 +113,29 @@ class OrderApi:
             params = {**filters, "limit": limit, "offset": offset}
             _, records, response = self._get(path, endpoint, records_key, params)
             number += 1
-            yield Page(endpoint, number, params, records, response.fetched_at,
-                       len(response.text), has_more=bool(records),
-                       server_time=server_time(response))
+            yield Page(
+                endpoint,
+                number,
+                params,
+                records,
+                response.fetched_at,
+                len(response.text),
+                has_more=bool(records),
+                server_time=server_time(response),
+            )
             if not records:
                 return
             offset += len(records)
 
     def _numbered_pages(
-        self, path: str, endpoint: str, records_key: str, filters: dict[str, Any], limit: int,
-        *, follow_next_link: bool,
+        self,
+        path: str,
+        endpoint: str,
+        records_key: str,
+        filters: dict[str, Any],
+        limit: int,
+        *,
+        follow_next_link: bool,
     ) -> Iterator[Page]:
         page = 1
         while True:
@@ -127,8 +144,16 @@ class OrderApi:
             # Products/stock say whether more follows; returns do not, so read until empty.
             has_more = bool(envelope.get("next")) if follow_next_link else bool(records)
             has_more = has_more and bool(records)
-            yield Page(endpoint, page, params, records, response.fetched_at,
-                       len(response.text), has_more=has_more, server_time=server_time(response))
+            yield Page(
+                endpoint,
+                page,
+                params,
+                records,
+                response.fetched_at,
+                len(response.text),
+                has_more=has_more,
+                server_time=server_time(response),
+            )
             if not has_more:
                 return
             page += 1
@@ -144,16 +169,15 @@ class OrderApi:
     ) -> Iterator[Page]:
         """GET /orders in pages. `newer_than`/`older_than` are naive store-local timestamps
         compared with the order date (Centra has no modified-since filter for orders)."""
-        filters = _drop_none(newer_than=newer_than, older_than=older_than,
-                             customer_id=customer_id)
-        return self._offset_pages("/orders", ENDPOINT_ORDERS, "orders", filters,
-                                  page_size or self.page_size)
+        filters = _drop_none(newer_than=newer_than, older_than=older_than, customer_id=customer_id)
+        return self._offset_pages(
+            "/orders", ENDPOINT_ORDERS, "orders", filters, page_size or self.page_size
+        )
 
     def get_order(self, order_number: int | str) -> RawRecord | None:
         """GET /orders?order=N: the order, or None if Centra does not return it (unknown,
         or filtered out by the plugin's status/market/hold settings)."""
-        _, records, _ = self._get("/orders", ENDPOINT_ORDERS, "orders",
-                                  {"order": order_number})
+        _, records, _ = self._get("/orders", ENDPOINT_ORDERS, "orders", {"order": order_number})
         wanted = str(order_number)
         for record in records:
             if str(record.obj.get("orderId")) == wanted:
@@ -172,14 +196,20 @@ class OrderApi:
     ) -> Iterator[Page]:
         """GET /returns, newest first; `newer_than` is inclusive and `older_than` exclusive,
         both on the return's creation `date`."""
-        filters = _drop_none(newer_than=newer_than, older_than=older_than, order=order,
-                             **{"return": return_id})
-        return self._numbered_pages("/returns", ENDPOINT_RETURNS, "returns", filters,
-                                    page_size or self.page_size, follow_next_link=False)
+        filters = _drop_none(
+            newer_than=newer_than, older_than=older_than, order=order, **{"return": return_id}
+        )
+        return self._numbered_pages(
+            "/returns",
+            ENDPOINT_RETURNS,
+            "returns",
+            filters,
+            page_size or self.page_size,
+            follow_next_link=False,
+        )
 
     def get_return(self, return_id: int | str) -> RawRecord | None:
-        _, records, _ = self._get("/returns", ENDPOINT_RETURNS, "returns",
-                                  {"return": return_id})
+        _, records, _ = self._get("/returns", ENDPOINT_RETURNS, "returns", {"return": return_id})
         wanted = str(return_id)
         return next((r for r in records if str(r.obj.get("returnId")) == wanted), None)
 
@@ -194,15 +224,19 @@ class OrderApi:
     ) -> Iterator[Page]:
         """GET /customers; `modified` = modified after (the one documented change filter)."""
         filters = _drop_none(created=created, modified=modified, email=email)
-        return self._offset_pages("/customers", ENDPOINT_CUSTOMERS, "customers", filters,
-                                  page_size or self.page_size)
+        return self._offset_pages(
+            "/customers", ENDPOINT_CUSTOMERS, "customers", filters, page_size or self.page_size
+        )
 
     def get_customer(self, customer_id: int | str) -> RawRecord | None:
         endpoint = ENDPOINT_CUSTOMER
         try:
-            envelope, records, _ = self.session.call(
-                "GET", f"/customers/{customer_id}", endpoint=endpoint,
-                parse=_single_parser(endpoint, "customer", self.session), not_found_ok=True,
+            _, records, _ = self.session.call(
+                "GET",
+                f"/customers/{customer_id}",
+                endpoint=endpoint,
+                parse=_single_parser(endpoint, "customer", self.session),
+                not_found_ok=True,
             )
         except CentraNotFound:
             return None
@@ -218,8 +252,14 @@ class OrderApi:
     ) -> Iterator[Page]:
         """GET /products: one row per stock item (size), paged with `limit`/`page`/`next`."""
         filters = _drop_none(modified=modified, created=created)
-        return self._numbered_pages("/products", ENDPOINT_PRODUCTS, "products", filters,
-                                    page_size or self.page_size, follow_next_link=True)
+        return self._numbered_pages(
+            "/products",
+            ENDPOINT_PRODUCTS,
+            "products",
+            filters,
+            page_size or self.page_size,
+            follow_next_link=True,
+        )
 
     def iter_stock(
         self,
@@ -230,8 +270,14 @@ class OrderApi:
     ) -> Iterator[Page]:
         """GET /stock: product rows plus physical/allocated/available stock."""
         filters = _drop_none(stock_modified=stock_modified, modified=modified)
-        return self._numbered_pages("/stock", ENDPOINT_STOCK, "products", filters,
-                                    page_size or self.page_size, follow_next_link=True)
+        return self._numbered_pages(
+            "/stock",
+            ENDPOINT_STOCK,
+            "products",
+            filters,
+            page_size or self.page_size,
+            follow_next_link=True,
+        )
 
 
 def _single_parser(endpoint: str, key: str, session: CentraSession):
@@ -242,8 +288,9 @@ def _single_parser(endpoint: str, key: str, session: CentraSession):
         if envelope.get("status") == "no":
             msg = str(envelope.get("msg", ""))
             if "not found" in msg.lower() or "does not exist" in msg.lower():
-                raise CentraNotFound(f"{API_NAME} {endpoint}: {msg}", api=API_NAME,
-                                     endpoint=endpoint)
+                raise CentraNotFound(
+                    f"{API_NAME} {endpoint}: {msg}", api=API_NAME, endpoint=endpoint
+                )
         session.raise_for_business_error(envelope, endpoint)
         return envelope, records, response
 

@@ -89,7 +89,12 @@ def parse_local_datetime(value: Any, tz: str | ZoneInfo) -> datetime | None:
             continue
     else:
         raise TypeDrift("timestamp", value, "a 'YYYY-MM-DD HH:MM:SS' string")
-    return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    moment = naive.replace(tzinfo=zone, fold=0)
+    if moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        # The spring DST gap: this wall time does not exist. Take the next valid instant,
+        # as column_timestamp does (zoneinfo alone would shift it by the gap's length).
+        return column_timestamp("timestamp", [text], Coercions(), zone.key)[0].as_py()
+    return moment.astimezone(UTC)
 
 
 def format_local_datetime(moment: datetime, tz: str | ZoneInfo) -> str:
@@ -162,8 +167,9 @@ def column_int(column: str, values: list[Any], coercions: Coercions, keys=None) 
         pass
     try:  # ids as strings ("83651"), the Order API's usual form; "" means none
         strings = pa.array(values, type=pa.string())
-        strings = pc.if_else(pc.equal(pc.utf8_trim_whitespace(strings), ""),
-                             pa.scalar(None, pa.string()), strings)
+        strings = pc.if_else(
+            pc.equal(pc.utf8_trim_whitespace(strings), ""), pa.scalar(None, pa.string()), strings
+        )
         return pc.cast(pc.utf8_trim_whitespace(strings), pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         pass
@@ -224,17 +230,24 @@ def column_decimal(
     """
     floats = column_float(column, values, coercions, keys)
     dec_type = pa.decimal128(precision, scale)
+    # An unsafe cast does not check overflow (it yields garbage such as 0.00): check first.
+    too_big = pc.greater_equal(pc.abs(floats), float(10 ** (precision - scale)))
+    if pc.any(too_big).as_py():
+        bad = pc.index(too_big, True).as_py()
+        raise _drift(column, values, bad, f"a number below 10^{precision - scale}", keys)
     try:
         decimals = pc.cast(floats, dec_type, safe=False)
     except pa.ArrowInvalid:
         bad = next(
-            i for i, v in enumerate(floats.to_pylist())
+            i
+            for i, v in enumerate(floats.to_pylist())
             if v is not None and abs(v) >= 10 ** (precision - scale)
         )
         raise _drift(column, values, bad, f"a number below 10^{precision - scale}", keys) from None
     back = pc.cast(decimals, pa.float64())
-    changed = pc.and_kleene(pc.is_valid(floats), pc.greater(pc.abs(pc.subtract(floats, back)),
-                                                            0.5 * 10 ** -(scale + 6)))
+    changed = pc.and_kleene(
+        pc.is_valid(floats), pc.greater(pc.abs(pc.subtract(floats, back)), 0.5 * 10 ** -(scale + 6))
+    )
     n_changed = pc.sum(changed).as_py() or 0
     if n_changed:
         idx = pc.index(changed, True).as_py()
@@ -325,11 +338,29 @@ def column_timestamp(
     except pa.ArrowInvalid:
         checked = pc.strptime(seconds, format=DATETIME_FORMAT, unit="us", error_is_null=True)
         bad_mask = pc.and_(pc.is_valid(seconds), pc.is_null(checked))
-        raise _drift(column, values, pc.index(bad_mask, True).as_py(),
-                     "a 'YYYY-MM-DD HH:MM:SS' timestamp", keys) from None
+        raise _drift(
+            column,
+            values,
+            pc.index(bad_mask, True).as_py(),
+            "a 'YYYY-MM-DD HH:MM:SS' timestamp",
+            keys,
+        ) from None
+    # strptime rolls impossible days over ("2026-04-31" -> May 1st): the day then differs.
+    rolled = pc.not_equal(
+        pc.day(parsed), pc.cast(pc.utf8_slice_codeunits(seconds, 8, 10), pa.int64())
+    )
+    if pc.any(rolled).as_py():
+        raise _drift(
+            column,
+            values,
+            pc.index(rolled, True).as_py(),
+            "a 'YYYY-MM-DD HH:MM:SS' timestamp",
+            keys,
+        )
     if pc.any(has_fraction).as_py():
-        micros = pc.utf8_slice_codeunits(pc.if_else(has_fraction, strings, "0000000000000000000.0"),
-                                         20, 26)
+        micros = pc.utf8_slice_codeunits(
+            pc.if_else(has_fraction, strings, "0000000000000000000.0"), 20, 26
+        )
         micros = pc.utf8_rpad(micros, width=6, padding="0")
         offset = pc.cast(pc.cast(micros, pa.int64()), pa.duration("us"))
         parsed = pc.if_else(has_fraction, pc.add(parsed, offset), parsed)

@@ -171,7 +171,9 @@ def parse_events(payload: dict[str, Any]) -> list[WebhookEvent]:
     """The Integration-API event list: `{"events":[{"type","action","date","id"[,"data"]}]}`."""
     events = payload.get("events")
     if not isinstance(events, list):
-        raise PayloadError("`payload` has no `events` list (is the plugin version 'Integration API'?)")
+        raise PayloadError(
+            "`payload` has no `events` list (is the plugin version 'Integration API'?)"
+        )
     parsed: list[WebhookEvent] = []
     for index, event in enumerate(events):
         if not isinstance(event, dict):

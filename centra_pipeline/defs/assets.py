@@ -12,7 +12,6 @@ the warehouse tables merges whatever landed loads are not merged yet (a rebuild 
 lake after a crash between landing and merging).
 """
 
-
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -56,15 +55,21 @@ class SyncConfig(dg.Config):
     mode: str = "incremental"  # incremental | full_refresh | backfill | refresh
     window_start: str | None = None  # backfill, store-local "YYYY-MM-DD[ HH:MM:SS]"
     window_end: str | None = None
-    keys: list[int] = []  # refresh: order numbers (orders), return ids, customer ids
-    lookback_days: float | None = None  # orders/returns lookback (default CENTRA_ORDERS_LOOKBACK_DAYS)
+    # refresh: order numbers (orders), return ids, customer ids
+    keys: list[int] = []  # noqa: RUF012 - pydantic copies defaults per instance
+    # orders/returns lookback (default CENTRA_ORDERS_LOOKBACK_DAYS)
+    lookback_days: float | None = None
     page_size: int | None = None
 
     def options(self, default_lookback_days: float) -> ExtractOptions:
         days = self.lookback_days if self.lookback_days is not None else default_lookback_days
         return ExtractOptions(
-            mode=self.mode, window_start=self.window_start, window_end=self.window_end,
-            keys=tuple(self.keys), lookback=timedelta(days=days), page_size=self.page_size,
+            mode=self.mode,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            keys=tuple(self.keys),
+            lookback=timedelta(days=days),
+            page_size=self.page_size,
         )
 
 
@@ -89,7 +94,9 @@ def column_schema(table: Table) -> dg.TableSchema:
     single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
     columns = [
         dg.TableColumn(
-            col.name, col.type, description=col.description,
+            col.name,
+            col.type,
+            description=col.description,
             constraints=dg.TableColumnConstraints(
                 nullable=not (col.required or col.name in table.primary_key),
                 unique=col.name == single_pk,
@@ -97,8 +104,10 @@ def column_schema(table: Table) -> dg.TableSchema:
         )
         for col in table.columns
     ]
-    columns += [dg.TableColumn(m, META_TYPES[m], description=META_DESCRIPTIONS.get(m, ""))
-                for m in warehouse_meta(table)]
+    columns += [
+        dg.TableColumn(m, META_TYPES[m], description=META_DESCRIPTIONS.get(m, ""))
+        for m in warehouse_meta(table)
+    ]
     constraints = dg.TableConstraints(other=[f"primary key ({', '.join(table.primary_key)})"])
     return dg.TableSchema(columns=columns, constraints=constraints)
 
@@ -108,7 +117,7 @@ def source_specs() -> list[dg.AssetSpec]:
         dg.AssetSpec(
             source_key(stream),
             description=f"Centra {API_LABELS[stream.api]} `{ENDPOINTS[stream.name]}`: "
-                        f"{stream.description.lower()}. Read by the pipeline, never written.",
+            f"{stream.description.lower()}. Read by the pipeline, never written.",
             group_name=GROUPS[stream.api],
             kinds={"centra", "api"},
             metadata={"endpoint": ENDPOINTS[stream.name]},
@@ -121,55 +130,75 @@ def _check_specs(stream: Stream) -> list[dg.AssetCheckSpec]:
     specs = []
     for table in stream.tables:
         key = table_key(table)
-        specs.append(dg.AssetCheckSpec(
-            "primary_key_unique", asset=key, blocking=True,
-            description=f"({', '.join(table.primary_key)}) is unique and not null"))
-        specs.append(dg.AssetCheckSpec(
-            "required_not_null", asset=key,
-            description="required columns have no nulls"))
+        specs.append(
+            dg.AssetCheckSpec(
+                "primary_key_unique",
+                asset=key,
+                blocking=True,
+                description=f"({', '.join(table.primary_key)}) is unique and not null",
+            )
+        )
+        specs.append(
+            dg.AssetCheckSpec(
+                "required_not_null", asset=key, description="required columns have no nulls"
+            )
+        )
         if table.parent:
-            specs.append(dg.AssetCheckSpec(
-                f"references_{table.parent}", asset=key,
-                description=f"every row belongs to a row of {table.parent}"))
-        specs.append(dg.AssetCheckSpec(
-            "schema_drift", asset=key,
-            description="warns when Centra sends fields that no column maps"))
+            specs.append(
+                dg.AssetCheckSpec(
+                    f"references_{table.parent}",
+                    asset=key,
+                    description=f"every row belongs to a row of {table.parent}",
+                )
+            )
+        specs.append(
+            dg.AssetCheckSpec(
+                "schema_drift",
+                asset=key,
+                description="warns when Centra sends fields that no column maps",
+            )
+        )
     return specs
 
 
 def _stream_specs(stream: Stream) -> list[dg.AssetSpec]:
     group = GROUPS[stream.api]
-    specs = [dg.AssetSpec(
-        lake_key(stream),
-        deps=[source_key(stream)],
-        description=(
-            f"Every extraction of `{ENDPOINTS[stream.name]}` landed as immutable Parquet (zstd): "
-            f"one directory per load under lake/{stream.name}/day=…/load=…, with each record's "
-            "raw JSON and a manifest (window, cursor, counts)."
-        ),
-        group_name=group,
-        kinds={"parquet", "python"},
-        owners=OWNERS,
-        skippable=True,
-    )]
+    specs = [
+        dg.AssetSpec(
+            lake_key(stream),
+            deps=[source_key(stream)],
+            description=(
+                f"Every extraction of `{ENDPOINTS[stream.name]}` landed as immutable Parquet "
+                "(zstd): "
+                f"one directory per load under lake/{stream.name}/day=…/load=…, with each record's "
+                "raw JSON and a manifest (window, cursor, counts)."
+            ),
+            group_name=group,
+            kinds={"parquet", "python"},
+            owners=OWNERS,
+            skippable=True,
+        )
+    ]
     for table in stream.tables:
         deps = [lake_key(stream)]
         if table.parent:
             deps.append(table_key(TABLES[table.parent]))
-        specs.append(dg.AssetSpec(
-            table_key(table),
-            deps=deps,
-            description=f"{table.description} Source: {table.source}. "
-                        f"Primary key: {', '.join(table.primary_key)}.",
-            group_name=group,
-            kinds={"duckdb", "table"},
-            owners=OWNERS,
-            skippable=True,
-            metadata={
-                "dagster/column_schema": column_schema(table),
-                "dagster/table_name": f"centra.main.{table.name}",
-            },
-        ))
+        specs.append(
+            dg.AssetSpec(
+                table_key(table),
+                deps=deps,
+                description=f"{table.description} Source: {table.source}. "
+                f"Primary key: {', '.join(table.primary_key)}.",
+                group_name=group,
+                kinds={"duckdb", "table"},
+                owners=OWNERS,
+                skippable=True,
+                metadata={
+                    "dagster/column_schema": column_schema(table),
+                    "dagster/table_name": f"centra.main.{table.name}",
+                },
+            )
+        )
     return specs
 
 
@@ -195,8 +224,9 @@ def _lake_metadata(manifest: LoadManifest, seconds: float) -> dict[str, Any]:
     }
 
 
-def _merge_metadata(results: list[MergeResult], table: Table, row_count: int,
-                    seconds: float) -> dict[str, Any]:
+def _merge_metadata(
+    results: list[MergeResult], table: Table, row_count: int, seconds: float
+) -> dict[str, Any]:
     is_parent = table.is_parent
 
     def total(attr: str) -> int:
@@ -208,17 +238,22 @@ def _merge_metadata(results: list[MergeResult], table: Table, row_count: int,
         "dagster/row_count": row_count,
     }
     if is_parent:
-        meta.update({
-            "rows_fetched": total("staged"),
-            "rows_new": total("new"),
-            "rows_updated": total("updated"),
-            "rows_unchanged": total("unchanged"),
-            "rows_stale": total("stale"),
-            "rows_marked_missing": total("missing"),
-            "cursor_before": next((r.cursor_before for r in results if not r.skipped), None) or "",
-            "cursor_after": next((r.cursor_after for r in reversed(results) if not r.skipped),
-                                 None) or "",
-        })
+        meta.update(
+            {
+                "rows_fetched": total("staged"),
+                "rows_new": total("new"),
+                "rows_updated": total("updated"),
+                "rows_unchanged": total("unchanged"),
+                "rows_stale": total("stale"),
+                "rows_marked_missing": total("missing"),
+                "cursor_before": next((r.cursor_before for r in results if not r.skipped), None)
+                or "",
+                "cursor_after": next(
+                    (r.cursor_after for r in reversed(results) if not r.skipped), None
+                )
+                or "",
+            }
+        )
     else:
         meta["rows_written"] = sum(r.child_rows.get(table.name, 0) for r in results)
     return meta
@@ -232,16 +267,14 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=_check_specs(stream),
         can_subset=True,
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=10,
-                                    backoff=dg.Backoff.EXPONENTIAL),
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
         op_tags={"centra_pipeline/stream": stream.name},
     )
     def _sync(context: dg.AssetExecutionContext, config: SyncConfig, centra: CentraResource):
         with _no_retry_for_mistakes():
             yield from _run_stream(context, config, centra)
 
-    def _run_stream(context: dg.AssetExecutionContext, config: SyncConfig,
-                    centra: CentraResource):
+    def _run_stream(context: dg.AssetExecutionContext, config: SyncConfig, centra: CentraResource):
         selected = context.selected_asset_keys
         settings = centra.settings()
         lake = centra.lake()
@@ -256,18 +289,27 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
 
             try:
                 manifest = Extractor(
-                    lake=lake, warehouse=warehouse, timezone=settings.timezone,
-                    order_api=api, shop_api=shop, progress=report,
+                    lake=lake,
+                    warehouse=warehouse,
+                    timezone=settings.timezone,
+                    order_api=api,
+                    shop_api=shop,
+                    progress=report,
                 ).run(stream.name, config.options(settings.orders_lookback_days))
             finally:
                 for client in (api, shop):
                     if client is not None:
                         client.close()
-            yield dg.MaterializeResult(asset_key=lake_key(stream),
-                                       metadata=_lake_metadata(manifest, time.monotonic() - started))
+            yield dg.MaterializeResult(
+                asset_key=lake_key(stream),
+                metadata=_lake_metadata(manifest, time.monotonic() - started),
+            )
             if manifest.drift:
-                context.log.warning("%s: Centra sent fields no column maps: %s", stream.name,
-                                    ", ".join(sorted(manifest.drift)))
+                context.log.warning(
+                    "%s: Centra sent fields no column maps: %s",
+                    stream.name,
+                    ", ".join(sorted(manifest.drift)),
+                )
 
         tables = [t for t in stream.tables if table_key(t) in selected]
         if not tables:
@@ -275,8 +317,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         started = time.monotonic()
         merged_ids = warehouse.merged_load_ids(stream.name)
         pending = [m for m in lake.loads(stream.name) if m.load_id not in merged_ids]
-        context.log.info("%s: merging %d landed load(s) into the warehouse", stream.name,
-                         len(pending))
+        context.log.info(
+            "%s: merging %d landed load(s) into the warehouse", stream.name, len(pending)
+        )
         results = warehouse.merge_loads(pending)
         drift: dict[str, dict[str, Any]] = {}
         for manifest in pending:
@@ -285,7 +328,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         with warehouse.reader() as con:
             assert con is not None
             for table in tables:
-                row_count = con.execute(f"SELECT count(*) FROM main.{q(table.name)}").fetchall()[0][0]
+                row_count = con.execute(f"SELECT count(*) FROM main.{q(table.name)}").fetchall()[0][
+                    0
+                ]
                 yield dg.MaterializeResult(
                     asset_key=table_key(table),
                     metadata=_merge_metadata(results, table, row_count, seconds),
@@ -301,33 +346,52 @@ def _no_retry_for_mistakes():
     only delays the message. Transient ones (server errors, timeouts) keep the retry policy."""
     try:
         yield
-    except (ConfigError, CentraAuthError, CentraURLError, CentraEndpointNotAllowed,
-            CentraBusinessError, TypeDrift, MissingKey, ValueError) as exc:
+    except (
+        ConfigError,
+        CentraAuthError,
+        CentraURLError,
+        CentraEndpointNotAllowed,
+        CentraBusinessError,
+        TypeDrift,
+        MissingKey,
+        ValueError,
+    ) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _check_results(context, con, table: Table, drift) -> list[dg.AssetCheckResult]:
     key = table_key(table)
     outcomes: list[tuple[str, quality.CheckOutcome, dg.AssetCheckSeverity]] = [
-        ("primary_key_unique", quality.primary_key_unique(con, table),
-         dg.AssetCheckSeverity.ERROR),
+        ("primary_key_unique", quality.primary_key_unique(con, table), dg.AssetCheckSeverity.ERROR),
         ("required_not_null", quality.required_not_null(con, table), dg.AssetCheckSeverity.ERROR),
     ]
     if table.parent:
-        outcomes.append((f"references_{table.parent}", quality.references_parent(con, table),
-                         dg.AssetCheckSeverity.ERROR))
-    outcomes.append(("schema_drift", quality.schema_drift(drift, table),
-                     dg.AssetCheckSeverity.WARN))
+        outcomes.append(
+            (
+                f"references_{table.parent}",
+                quality.references_parent(con, table),
+                dg.AssetCheckSeverity.ERROR,
+            )
+        )
+    outcomes.append(
+        ("schema_drift", quality.schema_drift(drift, table), dg.AssetCheckSeverity.WARN)
+    )
     results = []
     selected_checks = context.selected_asset_check_keys
     for name, outcome, severity in outcomes:
         check_key = dg.AssetCheckKey(key, name)
         if check_key not in selected_checks:
             continue
-        results.append(dg.AssetCheckResult(
-            asset_key=key, check_name=name, passed=outcome.passed, severity=severity,
-            description=outcome.description, metadata=outcome.metadata,
-        ))
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=name,
+                passed=outcome.passed,
+                severity=severity,
+                description=outcome.description,
+                metadata=outcome.metadata,
+            )
+        )
     return results
 
 
@@ -353,12 +417,15 @@ def centra_snapshot(context: dg.AssetExecutionContext, centra: CentraResource):
         if con is not None:
             for name in TABLES:
                 counts[name] = con.execute(f"SELECT count(*) FROM main.{q(name)}").fetchall()[0][0]
-    context.log.info("published %s (%s bytes) in %.2f s", info["path"], info["bytes"],
-                     info["seconds"])
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(info["path"]),
-        "bytes": info["bytes"],
-        "publish_seconds": info["seconds"],
-        "table_rows": dg.MetadataValue.json(counts),
-        "dagster/row_count": counts.get("orders", 0),
-    })
+    context.log.info(
+        "published %s (%s bytes) in %.2f s", info["path"], info["bytes"], info["seconds"]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(info["path"]),
+            "bytes": info["bytes"],
+            "publish_seconds": info["seconds"],
+            "table_rows": dg.MetadataValue.json(counts),
+            "dagster/row_count": counts.get("orders", 0),
+        }
+    )

@@ -30,10 +30,18 @@ HOURLY_SCHEDULE_NAME = "centra_hourly_sync"
 # `centra-pipeline sync` runs the same job in process (run config `in_process`): each step
 # process costs seconds of Dagster start-up (instance, storage checks), which on a small
 # machine outweighs what parallel extraction saves.
-MULTIPROCESS_RUN_CONFIG = {"execution": {"config": {"multiprocess": {
-    "max_concurrent": len(STREAMS) + 1,
-    "start_method": {"forkserver": {"preload_modules": ["centra_pipeline.definitions"]}},
-}}}}
+MULTIPROCESS_RUN_CONFIG = {
+    "execution": {
+        "config": {
+            "multiprocess": {
+                "max_concurrent": len(STREAMS) + 1,
+                "start_method": {
+                    "forkserver": {"preload_modules": ["centra_pipeline.definitions"]}
+                },
+            }
+        }
+    }
+}
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
 ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
 
@@ -62,7 +70,7 @@ centra_sync_job = dg.define_asset_job(
     SYNC_JOB_NAME,
     selection=sync_selection(),
     description="Incremental sync of every stream from both Centra APIs, then publish the "
-                "analyst snapshot.",
+    "analyst snapshot.",
     tags={WAREHOUSE_WRITER_TAG: "true"},
     executor_def=dg.multi_or_in_process_executor,
     config=scheduled_run_config(),
@@ -72,14 +80,15 @@ centra_order_refresh_job = dg.define_asset_job(
     ORDER_REFRESH_JOB_NAME,
     selection=sync_selection(["orders"]),
     description="Re-read specific orders by number (GET /orders?order=N), merge them like the "
-                "hourly sync does and republish. Started by centra_order_webhook_sensor.",
+    "hourly sync does and republish. Started by centra_order_webhook_sensor.",
     tags={WAREHOUSE_WRITER_TAG: "true", "dagster/max_retries": "2"},
     executor_def=dg.in_process_executor,
 )
 
 
-def hourly_schedule(default_status: dg.DefaultScheduleStatus,
-                    cron: str = "0 * * * *") -> dg.ScheduleDefinition:
+def hourly_schedule(
+    default_status: dg.DefaultScheduleStatus, cron: str = "0 * * * *"
+) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name=HOURLY_SCHEDULE_NAME,
         job=centra_sync_job,

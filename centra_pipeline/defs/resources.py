@@ -47,8 +47,7 @@ class CentraResource(dg.ConfigurableResource):
 
     def order_api(self) -> OrderApi:
         url, key = self.settings().require_order_api()
-        return OrderApi.connect(url, key, config=self.http_config(),
-                                page_size=self.order_page_size)
+        return OrderApi.connect(url, key, config=self.http_config(), page_size=self.order_page_size)
 
     def shop_api(self) -> ShopApi:
         url, key = self.settings().require_shop_api()

@@ -25,8 +25,9 @@ MAX_EVENTS_PER_TICK = 5000
 MAX_ORDERS_PER_RUN = 500
 
 
-def plan_refresh(events: list[InboxEvent], max_orders: int | None = None
-                 ) -> tuple[list[int], int, list[str]]:
+def plan_refresh(
+    events: list[InboxEvent], max_orders: int | None = None
+) -> tuple[list[int], int, list[str]]:
     """Coalesce order events into (order numbers, last seq covered, ids that are not numbers).
 
     Stops before the event that would add order number `max_orders + 1`, so the cursor only
@@ -60,18 +61,21 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
         minimum_interval_seconds=5,
         default_status=default_status,
         description="Reads Centra order webhooks from the durable inbox and refreshes exactly "
-                    "the orders that changed (GET /orders?order=N), out of schedule.",
+        "the orders that changed (GET /orders?order=N), out of schedule.",
     )
     def centra_order_webhook_sensor(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
         cursor = int(context.cursor or 0)
         if not settings.inbox_path.exists():
-            return dg.SkipReason(f"no webhook inbox at {settings.inbox_path} yet (start "
-                                 "`centra-pipeline webhook-server`)")
+            return dg.SkipReason(
+                f"no webhook inbox at {settings.inbox_path} yet (start "
+                "`centra-pipeline webhook-server`)"
+            )
         inbox = Inbox(settings.inbox_path, readonly=True)
         try:
-            events = inbox.events_after(cursor, limit=MAX_EVENTS_PER_TICK,
-                                        types=ORDER_REFRESH_TYPES)
+            events = inbox.events_after(
+                cursor, limit=MAX_EVENTS_PER_TICK, types=ORDER_REFRESH_TYPES
+            )
             if not events:
                 counts = inbox.counts()
                 return dg.SkipReason(
@@ -82,26 +86,40 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
             inbox.close()
         orders, last_seq, invalid = plan_refresh(events)
         if invalid:
-            context.log.warning("skipping %d order events whose id is not an order number: %s",
-                                len(invalid), ", ".join(invalid[:10]))
+            context.log.warning(
+                "skipping %d order events whose id is not an order number: %s",
+                len(invalid),
+                ", ".join(invalid[:10]),
+            )
         if not orders:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
-                    f"{len(events)} order events after seq {cursor} had no usable order number"),
+                    f"{len(events)} order events after seq {cursor} had no usable order number"
+                ),
                 cursor=str(last_seq),
             )
         first_seq = events[0].seq
-        context.log.info("%d order events (seq %d..%d) → refresh of %d orders", len(events),
-                         first_seq, last_seq, len(orders))
+        context.log.info(
+            "%d order events (seq %d..%d) → refresh of %d orders",
+            len(events),
+            first_seq,
+            last_seq,
+            len(orders),
+        )
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(
-                run_key=f"inbox-{first_seq}-{last_seq}",
-                job_name=ORDER_REFRESH_JOB_NAME,
-                run_config={"ops": {"sync_orders": {"config": {"mode": "refresh",
-                                                               "keys": orders}}}},
-                tags={"centra_pipeline/inbox_seq": f"{first_seq}-{last_seq}",
-                      "centra_pipeline/orders": str(len(orders))},
-            )],
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"inbox-{first_seq}-{last_seq}",
+                    job_name=ORDER_REFRESH_JOB_NAME,
+                    run_config={
+                        "ops": {"sync_orders": {"config": {"mode": "refresh", "keys": orders}}}
+                    },
+                    tags={
+                        "centra_pipeline/inbox_seq": f"{first_seq}-{last_seq}",
+                        "centra_pipeline/orders": str(len(orders)),
+                    },
+                )
+            ],
             cursor=str(last_seq),
         )
 
