@@ -196,18 +196,23 @@ def _module_command(module_name: str) -> tuple[Callable, Callable]:
     return module.add_arguments, module.run
 
 
-def build_parser() -> argparse.ArgumentParser:
+MODULE_COMMANDS = {
+    # name: (module with add_arguments/run, help)
+    "demo": ("centra_pipeline.demo", "run the emulator and a full sync into CENTRA_DATA_DIR"),
+    "emulator": ("centra_pipeline.emulator.cli", "run the bundled Centra emulator"),
+    "webhook-server": ("centra_pipeline.webhook_receiver", "run the webhook receiver"),
+    "dev": ("centra_pipeline.dev", "emulator + webhook receiver + Dagster UI, wired together"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; a module command's options are loaded only when that command runs (or
+    when `command` is None, e.g. for documentation)."""
     parser = argparse.ArgumentParser(
         prog="centra-pipeline",
         description="Extract a Centra store into Parquet and DuckDB, orchestrated by Dagster.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    demo = sub.add_parser("demo", help="run the emulator and a full sync into CENTRA_DATA_DIR")
-    from centra_pipeline import demo as demo_module
-
-    demo_module.add_arguments(demo)
-    demo.set_defaults(_run=demo_module.run)
 
     sync = sub.add_parser("sync", help="one run of the sync job against the configured Centra")
     sync.add_argument(
@@ -253,20 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=int, default=40, help="rows shown in table mode")
     query.set_defaults(_run=cmd_query)
 
-    for name, module_name, help_text in (
-        ("emulator", "centra_pipeline.emulator.cli", "run the bundled Centra emulator"),
-        ("webhook-server", "centra_pipeline.webhook_receiver", "run the webhook receiver"),
-        ("dev", "centra_pipeline.dev", "emulator + webhook receiver + Dagster UI, wired together"),
-    ):
-        add_arguments, run = _module_command(module_name)
-        command = sub.add_parser(name, help=help_text)
-        add_arguments(command)
-        command.set_defaults(_run=run)
+    for name, (module_name, help_text) in MODULE_COMMANDS.items():
+        subparser = sub.add_parser(name, help=help_text)
+        if command is None or command == name:
+            add_arguments, run = _module_command(module_name)
+            add_arguments(subparser)
+            subparser.set_defaults(_run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -161,7 +161,12 @@ def _failure_message(event: Any) -> str:
     # The cause of a step failure is the user-facing exception (e.g. ConfigError).
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1] if error.message else "failed"
+    message = error.message.strip().splitlines()[-1] if error.message else "failed"
+    # "centra_pipeline.centra.errors.CentraAuthError: the Order API refused ..." → the sentence.
+    head, sep, rest = message.partition(": ")
+    if sep and "." in head and " " not in head:
+        message = rest
+    return message
 
 
 def run_sync(
