@@ -42,13 +42,16 @@ LEFT JOIN (SELECT order_line_id, sum(quantity) AS returned
 GROUP BY ALL ORDER BY sold DESC LIMIT 8""",
     ),
     (
-        "Top customers by lifetime value, with refunds from completed returns",
-        """SELECT c.customer_id, c.country, count(DISTINCT o.order_id) AS orders,
-       sum(o.grand_total_value) AS gross,
-       (SELECT coalesce(sum(rl.quantity * rl.price), 0)
-          FROM returns r JOIN return_lines rl USING (return_id)
-         WHERE r.customer_id = c.customer_id AND r.completed) AS refunded_items
-FROM customers c JOIN orders o ON o.customer_id = c.customer_id
+        "Top customers by lifetime value per currency, net of refunded items",
+        """SELECT o.customer_id, c.country, o.order_currency AS currency,
+       count(*) AS orders, sum(o.grand_total_value) AS gross,
+       coalesce(max(r.refunded), 0) AS refunded_items
+FROM orders o JOIN customers c USING (customer_id)
+LEFT JOIN (SELECT r.customer_id, r.currency, sum(rl.quantity * rl.price) AS refunded
+           FROM returns r JOIN return_lines rl USING (return_id)
+           WHERE r.completed GROUP BY ALL) r
+       ON r.customer_id = o.customer_id AND r.currency = o.order_currency
+WHERE o.order_status_name <> 'cancelled'
 GROUP BY ALL ORDER BY gross DESC LIMIT 5""",
     ),
 ]
@@ -170,6 +173,8 @@ def _print_tour(snapshot: Path, seconds: float) -> None:
     finally:
         con.close()
     rel = os.path.relpath(snapshot)
+    if rel.startswith(".."):
+        rel = str(snapshot)
     print(f"Demo finished in {seconds:.0f} s.")
     print("\nQuery it yourself (DuckDB 1.5+ or this project's environment):")
     print(
