@@ -432,6 +432,9 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
     network and the caller's parsing overlap. Errors surface in the caller, in order.
     """
     queue: Queue = Queue(maxsize=depth)
+    # A bounded queue alone lets the producer fetch one more page and hold it while it waits
+    # for room; taking a slot *before* fetching keeps fetched-but-untaken pages at `depth`.
+    slots = threading.Semaphore(max(depth - 1, 0))
     done = object()
     stop = threading.Event()
 
@@ -441,6 +444,9 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
                 if stop.is_set():
                     return
                 queue.put(("page", page))
+                slots.acquire()  # released when the consumer takes a page (or stops)
+                if stop.is_set():
+                    return
             queue.put(("done", done))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             queue.put(("error", exc))
@@ -454,9 +460,11 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
                 return
             if kind == "error":
                 raise item
+            slots.release()
             yield item
     finally:
         stop.set()
+        slots.release()  # wake a producer waiting for a slot so it sees `stop`
         # Unblock a producer waiting on a full queue so the thread can finish.
         while thread.is_alive():
             try:
