@@ -296,13 +296,21 @@ class CentraSession:
         except requests.exceptions.ConnectTimeout:
             raise _Retry("connect timeout", final=self._unreachable(host, "timed out connecting")) from None
         except requests.exceptions.ReadTimeout:
-            raise _Retry("read timeout") from None
+            raise _Retry(
+                "read timeout", final=self._unreachable(host, "it did not answer in time")
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise CentraConnectionError(
                 f"TLS error talking to {host}: {type(exc).__name__}", api=self.api_name
             ) from None
         except requests.exceptions.ChunkedEncodingError:
-            raise _Retry("truncated response body") from None
+            raise _Retry(
+                "truncated response body",
+                final=CentraMalformedResponse(
+                    f"the {self.api_name} at {host} kept sending truncated response bodies",
+                    api=self.api_name,
+                ),
+            ) from None
         except requests.exceptions.ConnectionError as exc:
             text = str(exc)
             if "Name or service not known" in text or "getaddrinfo" in text or "NameResolution" in text:
@@ -313,7 +321,9 @@ class CentraSession:
                 raise _Retry(
                     "connection refused", final=self._unreachable(host, "the connection was refused")
                 ) from None
-            raise _Retry("connection error") from None
+            raise _Retry(
+                "connection error", final=self._unreachable(host, "the connection kept failing")
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise CentraConnectionError(
                 f"{self.api_name} request failed: {type(exc).__name__}", api=self.api_name
