@@ -50,3 +50,7 @@ class CentraServerError(CentraError):
 
 class CentraNotFound(CentraError):
     """A single-object lookup (customer by id, Shop API product by id) found nothing."""
+
+    def __init__(self, message: str, *, api: str = "", endpoint: str = "", detail: object = None):
+        super().__init__(message, api=api, endpoint=endpoint)
+        self.detail = detail  # the 404 body, e.g. {"errors": {"product": "not found"}}

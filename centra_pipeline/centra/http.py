@@ -375,11 +375,15 @@ class CentraSession:
             )
         if status == 404:
             payload = self._json_or_none(response.text)
-            if not_found_ok and isinstance(payload, dict):
+            # "Unknown endpoint" (Order API) or {"errors":{"endpoint":...}} (Shop API) says the
+            # path is wrong, not the object: that is the URL, even for a lookup.
+            wrong_path = "endpoint" in (_business_message(payload) or "").lower()
+            if not_found_ok and isinstance(payload, dict) and not wrong_path:
                 raise CentraNotFound(
                     f"{api} {endpoint}: not found ({_business_message(payload) or 'HTTP 404'})",
                     api=api,
                     endpoint=endpoint,
+                    detail=payload,
                 )
             raise CentraURLError(
                 f"the {api} URL {self.base_url} answered HTTP 404 for {endpoint}: it does not "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from centra_pipeline.centra.errors import CentraNotFound
+from centra_pipeline.centra.errors import CentraBusinessError, CentraNotFound
 from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
 from centra_pipeline.centra.order_api import Page, server_time
@@ -60,10 +60,16 @@ class ShopApi:
                     "POST", "/products/filter", endpoint=ENDPOINT_PRODUCTS_FILTER,
                     json_body=body, parse=_keyed, not_found_ok=True,
                 )
-            except CentraNotFound:
+            except CentraNotFound as exc:
                 # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
-                # selection; past the last product that simply means "no more".
-                return
+                # selection; past the last product that simply means "no more". Any other
+                # 404 (`{"errors":{"market":"not found: 9"}}`) is a bad filter, not an end.
+                errors = exc.detail.get("errors") if isinstance(exc.detail, dict) else None
+                if not isinstance(errors, dict) or set(errors) <= {"product"}:
+                    return
+                raise CentraBusinessError(
+                    str(exc), api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER, detail=exc.detail
+                ) from None
             number += 1
             yield Page(ENDPOINT_PRODUCTS_FILTER, number, body, records, response.fetched_at,
                        len(response.text), has_more=bool(records),
