@@ -13,6 +13,7 @@ logs or exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -127,7 +128,9 @@ class Response:
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, final: CentraError | None = None):
+    def __init__(
+        self, reason: str, retry_after: float | None = None, final: CentraError | None = None
+    ):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
@@ -254,7 +257,11 @@ class CentraSession:
                 self.stats.count_retry(retry.reason)
                 log.warning(
                     "%s %s: %s; retry %d/%d in %.1f s",
-                    self.api_name, endpoint, retry.reason, attempt, self.config.max_attempts - 1,
+                    self.api_name,
+                    endpoint,
+                    retry.reason,
+                    attempt,
+                    self.config.max_attempts - 1,
                     delay,
                 )
                 time.sleep(delay)
@@ -294,7 +301,9 @@ class CentraSession:
             )
             content = raw.content  # reads the whole body; a short read raises here
         except requests.exceptions.ConnectTimeout:
-            raise _Retry("connect timeout", final=self._unreachable(host, "timed out connecting")) from None
+            raise _Retry(
+                "connect timeout", final=self._unreachable(host, "timed out connecting")
+            ) from None
         except requests.exceptions.ReadTimeout:
             raise _Retry(
                 "read timeout", final=self._unreachable(host, "it did not answer in time")
@@ -313,13 +322,19 @@ class CentraSession:
             ) from None
         except requests.exceptions.ConnectionError as exc:
             text = str(exc)
-            if "Name or service not known" in text or "getaddrinfo" in text or "NameResolution" in text:
+            if (
+                "Name or service not known" in text
+                or "getaddrinfo" in text
+                or "NameResolution" in text
+            ):
                 raise _Retry(
-                    "DNS lookup failed", final=self._unreachable(host, "the host name does not resolve")
+                    "DNS lookup failed",
+                    final=self._unreachable(host, "the host name does not resolve"),
                 ) from None
             if "Connection refused" in text:
                 raise _Retry(
-                    "connection refused", final=self._unreachable(host, "the connection was refused")
+                    "connection refused",
+                    final=self._unreachable(host, "the connection was refused"),
                 ) from None
             raise _Retry(
                 "connection error", final=self._unreachable(host, "the connection kept failing")
@@ -396,12 +411,15 @@ class CentraSession:
             payload = self._json_or_none(response.text)
             message = _business_message(payload) or f"HTTP {status}"
             raise CentraBusinessError(
-                f"the {api} rejected {endpoint}: {message}", api=api, endpoint=endpoint,
+                f"the {api} rejected {endpoint}: {message}",
+                api=api,
+                endpoint=endpoint,
                 detail=payload,
             )
         if not 200 <= status < 300:
-            raise CentraError(f"the {api} answered HTTP {status} for {endpoint}", api=api,
-                              endpoint=endpoint)
+            raise CentraError(
+                f"the {api} answered HTTP {status} for {endpoint}", api=api, endpoint=endpoint
+            )
         if _looks_like_html(response.text):
             raise CentraURLError(
                 f"the {api} URL {self.base_url} answered with an HTML page, not the Centra API: "
@@ -462,7 +480,7 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
                 if stop.is_set():
                     return
             queue.put(("done", done))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:  # re-raised in the consumer
             queue.put(("error", exc))
 
     thread = threading.Thread(target=produce, name="centra-prefetch", daemon=True)
@@ -481,8 +499,6 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
         slots.release()  # wake a producer waiting for a slot so it sees `stop`
         # Unblock a producer waiting on a full queue so the thread can finish.
         while thread.is_alive():
-            try:
+            with contextlib.suppress(Empty):
                 queue.get_nowait()
-            except Exception:  # noqa: BLE001
-                pass
             thread.join(timeout=0.05)

@@ -37,8 +37,9 @@ class ShopApi:
     def connect(
         cls, url: str, key: Secret | str, *, config: HttpConfig | None = None, page_size: int = 100
     ) -> ShopApi:
-        session = CentraSession(url, key, api_name=API_NAME, key_env=ENV_SHOP_API_KEY,
-                                config=config)
+        session = CentraSession(
+            url, key, api_name=API_NAME, key_env=ENV_SHOP_API_KEY, config=config
+        )
         return cls(session, page_size=page_size)
 
     def close(self) -> None:
@@ -57,8 +58,12 @@ class ShopApi:
                 body["market"] = market
             try:
                 records, response = self.session.call(
-                    "POST", "/products/filter", endpoint=ENDPOINT_PRODUCTS_FILTER,
-                    json_body=body, parse=_keyed, not_found_ok=True,
+                    "POST",
+                    "/products/filter",
+                    endpoint=ENDPOINT_PRODUCTS_FILTER,
+                    json_body=body,
+                    parse=_keyed,
+                    not_found_ok=True,
                 )
             except CentraNotFound as exc:
                 # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
@@ -71,9 +76,16 @@ class ShopApi:
                     str(exc), api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER, detail=exc.detail
                 ) from None
             number += 1
-            yield Page(ENDPOINT_PRODUCTS_FILTER, number, body, records, response.fetched_at,
-                       len(response.text), has_more=bool(records),
-                       server_time=server_time(response))
+            yield Page(
+                ENDPOINT_PRODUCTS_FILTER,
+                number,
+                body,
+                records,
+                response.fetched_at,
+                len(response.text),
+                has_more=bool(records),
+                server_time=server_time(response),
+            )
             if not records:
                 return
             offset += len(records)
@@ -82,8 +94,11 @@ class ShopApi:
         """POST /products/filter with explicit ids (targeted refreshes)."""
         try:
             records, _ = self.session.call(
-                "POST", "/products/filter", endpoint=ENDPOINT_PRODUCTS_FILTER,
-                json_body={"products": [str(p) for p in product_ids]}, parse=_keyed,
+                "POST",
+                "/products/filter",
+                endpoint=ENDPOINT_PRODUCTS_FILTER,
+                json_body={"products": [str(p) for p in product_ids]},
+                parse=_keyed,
                 not_found_ok=True,
             )
         except CentraNotFound:
@@ -96,5 +111,4 @@ class ShopApi:
             self.session.raise_for_business_error(value, ENDPOINT_PRODUCT_IDS)
             return [str(v) for v in value] if isinstance(value, list) else []
 
-        return self.session.call("GET", "/product-ids", endpoint=ENDPOINT_PRODUCT_IDS,
-                                 parse=parse)
+        return self.session.call("GET", "/product-ids", endpoint=ENDPOINT_PRODUCT_IDS, parse=parse)
