@@ -140,7 +140,8 @@ def test_two_syncs_at_once_both_succeed_one_writer_at_a_time(configured, data_di
     for thread in threads:
         thread.join()
     assert [r.returncode for r in results] == [0, 0], [
-        (r.stdout[-3000:], r.stderr[-3000:]) for r in results]
+        (r.stdout[-3000:], r.stderr[-3000:]) for r in results
+    ]
     for r in results:
         assert "lock" not in r.stderr.lower() or "waiting" in r.stderr.lower()
     with Warehouse(data_dir / "warehouse" / "warehouse.duckdb").reader() as con:
