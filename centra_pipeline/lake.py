@@ -111,16 +111,20 @@ class Lake:
     def stream_dir(self, stream: str) -> Path:
         return self.root / stream
 
-    def loads(self, stream: str) -> list[LoadManifest]:
-        """Complete loads of a stream, oldest first (load ids sort by time)."""
+    def loads(self, stream: str, since_day: str | None = None) -> list[LoadManifest]:
+        """Complete loads of a stream, oldest first (load ids sort by time); with `since_day`
+        ("YYYY-MM-DD"), only the day directories from that day on are read."""
         base = self.stream_dir(stream)
         if not base.exists():
             return []
         found = []
-        for manifest_path in base.glob(f"day=*/load=*/{MANIFEST}"):
-            if ".tmp-" in manifest_path.parent.name:
+        for day_dir in sorted(base.glob("day=*")):
+            if since_day and day_dir.name.removeprefix("day=") < since_day:
                 continue
-            found.append(LoadManifest.read(manifest_path.parent))
+            for manifest_path in day_dir.glob(f"load=*/{MANIFEST}"):
+                if ".tmp-" in manifest_path.parent.name:
+                    continue
+                found.append(LoadManifest.read(manifest_path.parent))
         return sorted(found, key=lambda m: m.load_id)
 
     def load(self, stream: str, load_id: str) -> LoadManifest:

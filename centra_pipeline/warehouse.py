@@ -29,14 +29,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from centra_pipeline.failpoints import failpoint
-from centra_pipeline.lake import LoadManifest, pid_alive
+from centra_pipeline.lake import Lake, LoadManifest, pid_alive
 from centra_pipeline.schema import (
     META_TYPES,
     STREAMS,
@@ -246,14 +246,29 @@ class Warehouse:
             con.execute("DELETE FROM pipeline.sync_state WHERE stream = ?", [stream])
         return before
 
-    def merged_load_ids(self, stream: str) -> set[str]:
+    def pending_loads(self, lake: Lake, stream: str) -> list[LoadManifest]:
+        """Complete lake loads of `stream` not merged yet, oldest first.
+
+        Only day directories from the day before the newest merged load are scanned: an older
+        unmerged load belongs to a run that died before merging, and a later run has read the
+        same data again since (merging it would be harmless, but scanning years of loads on
+        every run would not be).
+        """
         with self.reader() as con:
             if con is None or not _has_table(con, "pipeline", "load_log"):
-                return set()
-            rows = con.execute(
-                "SELECT load_id FROM pipeline.load_log WHERE stream = ?", [stream]
-            ).fetchall()
-        return {r[0] for r in rows}
+                merged: set[str] = set()
+                newest = None
+            else:
+                rows = con.execute(
+                    "SELECT load_id FROM pipeline.load_log WHERE stream = ?", [stream]
+                ).fetchall()
+                merged = {r[0] for r in rows}
+                newest = max(merged) if merged else None
+        since = None
+        if newest:
+            day = datetime.strptime(newest[:8], "%Y%m%d").date() - timedelta(days=1)
+            since = day.isoformat()
+        return [m for m in lake.loads(stream, since_day=since) if m.load_id not in merged]
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         with self.reader() as con:

@@ -103,6 +103,9 @@ def test_asset_graph_shows_lineage_groups_kinds_and_schemas() -> None:
             assert {"primary_key_unique", "required_not_null", "schema_drift"} <= checks
             if table.parent:
                 assert f"references_{table.parent}" in checks
+            else:
+                assert "freshness_check" in checks
+                assert node.freshness_policy is not None
     spec = next(
         c for c in defs.resolve_asset_graph().asset_check_keys if c.name == "primary_key_unique"
     )

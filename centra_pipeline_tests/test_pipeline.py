@@ -234,3 +234,40 @@ def test_cursor_never_passes_committed_data(pipeline: Pipeline, stream: str) -> 
     manifest = pipeline.extract(stream)  # landed, not merged
     assert manifest.cursor_after is not None and manifest.cursor_after > cursor
     assert pipeline.warehouse.state(stream).cursor == cursor
+
+
+def test_a_value_of_the_wrong_type_fails_the_load_and_changes_nothing(pipeline: Pipeline) -> None:
+    """Drift Centra could send tomorrow: a money field that is no longer a number."""
+    import json
+
+    from centra_pipeline.centra.order_api import OrderApi
+    from centra_pipeline.centra.quirks import TypeDrift
+    from centra_pipeline.extract import Extractor
+    from centra_pipeline_tests.centra.conftest import PlainServer
+    from centra_pipeline_tests.conftest import FAST_HTTP
+
+    pipeline.sync(["orders"])
+    before = table_rows(pipeline)
+    cursor = pipeline.warehouse.state("orders").cursor
+    loads = len(pipeline.lake.loads("orders"))
+    order = next(iter(pipeline.emu.store.iter_orders()))
+    order["grandTotalValue"] = "thirty euros"
+    server = PlainServer()
+    server.answer(json.dumps({"status": "ok", "orders": [order]}).encode())
+    try:
+        extractor = Extractor(
+            lake=pipeline.lake,
+            warehouse=pipeline.warehouse,
+            timezone=TZ,
+            order_api=OrderApi.connect(server.url, "key", config=FAST_HTTP),
+        )
+        with pytest.raises(TypeDrift) as raised:
+            extractor.run("orders")
+    finally:
+        server.stop()
+    assert "orders.grand_total_value" in str(raised.value)
+    assert order["orderId"] in str(raised.value)
+    assert table_rows(pipeline) == before
+    assert pipeline.warehouse.state("orders").cursor == cursor
+    assert len(pipeline.lake.loads("orders")) == loads
+    assert not list(pipeline.lake.stream_dir("orders").glob("day=*/load=*.tmp-*"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from centra_pipeline.centra.errors import CentraNotFound
+from centra_pipeline.centra.errors import CentraError, CentraNotFound
 from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_envelope
 from centra_pipeline.settings import ENV_ORDER_API_KEY, Secret
@@ -109,10 +109,20 @@ class OrderApi:
     ) -> Iterator[Page]:
         offset = 0
         number = 0
+        previous_first: str | None = None
         while True:
             params = {**filters, "limit": limit, "offset": offset}
             _, records, response = self._get(path, endpoint, records_key, params)
             number += 1
+            if records and records[0].raw == previous_first:
+                # A server that ignores `offset` would otherwise be paged forever.
+                raise CentraError(
+                    f"the {API_NAME} returned the same page for offset {offset} as for the "
+                    f"previous one ({endpoint}): it ignores `offset`, so paging cannot go on",
+                    api=API_NAME,
+                    endpoint=endpoint,
+                )
+            previous_first = records[0].raw if records else None
             yield Page(
                 endpoint,
                 number,

@@ -46,6 +46,7 @@ ENDPOINTS = {
     "catalogue": "POST /products/filter",
 }
 WAREHOUSE_WRITER_TAG = "centra_pipeline/warehouse_writer"
+FRESHNESS_WINDOW = timedelta(hours=2)
 OWNERS = ["team:data-engineering"]
 
 
@@ -193,6 +194,13 @@ def _stream_specs(stream: Stream) -> list[dg.AssetSpec]:
                 kinds={"duckdb", "table"},
                 owners=OWNERS,
                 skippable=True,
+                freshness_policy=(
+                    dg.FreshnessPolicy.time_window(
+                        fail_window=FRESHNESS_WINDOW, warn_window=timedelta(minutes=90)
+                    )
+                    if table.is_parent
+                    else None
+                ),
                 metadata={
                     "dagster/column_schema": column_schema(table),
                     "dagster/table_name": f"centra.main.{table.name}",
@@ -225,7 +233,11 @@ def _lake_metadata(manifest: LoadManifest, seconds: float) -> dict[str, Any]:
 
 
 def _merge_metadata(
-    results: list[MergeResult], table: Table, row_count: int, seconds: float
+    results: list[MergeResult],
+    manifests: list[LoadManifest],
+    table: Table,
+    row_count: int,
+    seconds: float,
 ) -> dict[str, Any]:
     is_parent = table.is_parent
 
@@ -252,6 +264,11 @@ def _merge_metadata(
                     (r.cursor_after for r in reversed(results) if not r.skipped), None
                 )
                 or "",
+                # What the merged loads read from Centra, so this table's history alone
+                # tells the whole story of each run.
+                "requests": sum(m.requests for m in manifests),
+                "retries": sum(m.retries for m in manifests),
+                "windows_read": dg.MetadataValue.json([m.window for m in manifests]),
             }
         )
     else:
@@ -315,8 +332,7 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         if not tables:
             return
         started = time.monotonic()
-        merged_ids = warehouse.merged_load_ids(stream.name)
-        pending = [m for m in lake.loads(stream.name) if m.load_id not in merged_ids]
+        pending = warehouse.pending_loads(lake, stream.name)
         context.log.info(
             "%s: merging %d landed load(s) into the warehouse", stream.name, len(pending)
         )
@@ -333,7 +349,7 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
                 ]
                 yield dg.MaterializeResult(
                     asset_key=table_key(table),
-                    metadata=_merge_metadata(results, table, row_count, seconds),
+                    metadata=_merge_metadata(results, pending, table, row_count, seconds),
                 )
                 yield from _check_results(context, con, table, drift)
 
