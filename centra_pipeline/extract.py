@@ -265,95 +265,9 @@ class Extractor:
         return format_local_datetime(server_start, self.tz)
 
     def _plan(self, stream: Stream, options: ExtractOptions, cursor: str | None) -> _Plan:
-        name = stream.name
-        mode = options.mode
-        size = options.page_size
+        """What to read for this stream in this mode: the window, the pages, the cursor."""
+        name, mode, size = stream.name, options.mode, options.page_size
         incremental = mode == "incremental" and cursor is not None
-        if name == "orders":
-            api = self.order_api
-            assert api is not None
-            if mode == "refresh":
-                keys = tuple(_int_keys(options.keys))
-                return _Plan(
-                    {"order": list(keys)},
-                    _lookups(keys, api.get_order),
-                    key_field="orderId",
-                    requested_keys=keys,
-                )
-            if mode == "backfill":
-                window = {
-                    "newer_than": normalize_local(options.window_start or ""),
-                    "older_than": normalize_local(options.window_end or ""),
-                }
-            elif incremental:
-                window = {"newer_than": shift_local(cursor, -options.lookback)}
-            else:
-                window = {}
-            return _Plan(
-                window,
-                prefetch(api.iter_orders(**window, page_size=size)),
-                cursor_field="orderDate",
-            )
-        if name == "returns":
-            api = self.order_api
-            assert api is not None
-            if mode == "refresh":
-                keys = tuple(_int_keys(options.keys))
-                return _Plan(
-                    {"return": list(keys)},
-                    _lookups(keys, api.get_return),
-                    key_field="returnId",
-                    requested_keys=keys,
-                )
-            if mode == "backfill":
-                window = {
-                    "newer_than": normalize_local(options.window_start or ""),
-                    "older_than": normalize_local(options.window_end or ""),
-                }
-            elif incremental:
-                window = {
-                    "newer_than": shift_local(
-                        cursor, -max(options.lookback, DEFAULT_RETURNS_LOOKBACK)
-                    )
-                }
-            else:
-                window = {}
-            pages: Iterable[Page] = prefetch(api.iter_returns(**window, page_size=size))
-            if incremental:
-                # A return's `completed` flips later and nothing filters on it: re-read the
-                # returns still open that are older than the window, one by one.
-                open_ids = self._open_returns_before(window["newer_than"])
-                if open_ids:
-                    window["open_returns_reread"] = len(open_ids)
-                    pages = itertools.chain(pages, _lookups(tuple(open_ids), api.get_return))
-            return _Plan(window, pages, cursor_field="date")
-        if name == "customers":
-            api = self.order_api
-            assert api is not None
-            if mode == "refresh":
-                keys = tuple(_int_keys(options.keys))
-                return _Plan(
-                    {"customer": list(keys)},
-                    _lookups(keys, api.get_customer),
-                    key_field="customerId",
-                    requested_keys=keys,
-                )
-            window = _modified_window("modified", mode, cursor, options)
-            return _Plan(
-                window,
-                prefetch(api.iter_customers(**window, page_size=size)),
-                cursor_field="modified",
-            )
-        if name == "products":
-            api = self.order_api
-            assert api is not None
-            window = _modified_window("modified", mode, cursor, options)
-            return _Plan(window, prefetch(api.iter_products(**window, page_size=size)))
-        if name == "stock":
-            api = self.order_api
-            assert api is not None
-            window = _modified_window("stock_modified", mode, cursor, options)
-            return _Plan(window, prefetch(api.iter_stock(**window, page_size=size)))
         if name == "catalogue":
             shop = self.shop_api
             assert shop is not None
@@ -368,7 +282,47 @@ class Extractor:
                 known_hashes=known,
                 track_keys=True,
             )
-        raise ValueError(f"unknown stream {name!r}")
+        api = self.order_api
+        assert api is not None
+        if mode == "refresh":
+            fetch, key_field, label = {
+                "orders": (api.get_order, "orderId", "order"),
+                "returns": (api.get_return, "returnId", "return"),
+                "customers": (api.get_customer, "customerId", "customer"),
+            }[name]
+            keys = tuple(_int_keys(options.keys))
+            return _Plan(
+                {label: list(keys)}, _lookups(keys, fetch), key_field=key_field, requested_keys=keys
+            )
+        if name in ("orders", "returns"):
+            if mode == "backfill":
+                window = _backfill_window(options)
+            elif incremental and name == "orders":
+                window = {"newer_than": shift_local(cursor, -options.lookback)}
+            elif incremental:
+                lookback = max(options.lookback, DEFAULT_RETURNS_LOOKBACK)
+                window = {"newer_than": shift_local(cursor, -lookback)}
+            else:
+                window = {}
+            if name == "orders":
+                pages: Iterable[Page] = prefetch(api.iter_orders(**window, page_size=size))
+                return _Plan(window, pages, cursor_field="orderDate")
+            pages = prefetch(api.iter_returns(**window, page_size=size))
+            if incremental:
+                # A return's `completed` flips later and nothing filters on it: re-read the
+                # returns still open that are older than the window, one by one.
+                open_ids = self._open_returns_before(window["newer_than"])
+                if open_ids:
+                    window["open_returns_reread"] = len(open_ids)
+                    pages = itertools.chain(pages, _lookups(tuple(open_ids), api.get_return))
+            return _Plan(window, pages, cursor_field="date")
+        param, read, cursor_field = {
+            "customers": ("modified", api.iter_customers, "modified"),
+            "products": ("modified", api.iter_products, None),
+            "stock": ("stock_modified", api.iter_stock, None),
+        }[name]
+        window = _modified_window(param, mode, cursor, options)
+        return _Plan(window, prefetch(read(**window, page_size=size)), cursor_field=cursor_field)
 
     def _open_returns_before(self, newer_than: str) -> list[int]:
         """Ids of returns still open (not completed) created before the window, those read
@@ -422,6 +376,13 @@ class _Plan:
         if not self.window:
             return "everything"
         return ", ".join(f"{k}={v}" for k, v in self.window.items())
+
+
+def _backfill_window(options: ExtractOptions) -> dict[str, Any]:
+    return {
+        "newer_than": normalize_local(options.window_start or ""),
+        "older_than": normalize_local(options.window_end or ""),
+    }
 
 
 def _modified_window(
