@@ -125,7 +125,10 @@ META_LAKE_PARENT = ("_load_id", "_extracted_at", "_seq", "_hash", "_extra", "_ra
 META_LAKE_CHILD = ("_load_id", "_extracted_at", "_seq", "_extra")
 META_DESCRIPTIONS = {
     "_load_id": "the load (one extraction of one stream) that wrote this row",
-    "_extracted_at": "when the page holding this record was fetched from Centra (UTC)",
+    "_extracted_at": (
+        "when Centra last returned this content (UTC): the fetch that wrote the row, moved "
+        "forward when a later read finds it unchanged"
+    ),
     "_hash": "hash of the record's raw JSON, to tell changed records from unchanged ones",
     "_extra": (
         "fields Centra sent that no column maps (e.g. custom attributes `order_attr_*`), as JSON"

@@ -452,6 +452,13 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
             WHERE s._hash = t._hash AND t._missing_since IS NULL"""
         ).fetchall()[0][0]
         result.stale = result.staged - result.new - result.updated - result.unchanged
+        # Unchanged rows were confirmed by a newer read: remember when, so that an older load
+        # merged later (a concurrent run's) cannot replace them with what it saw before.
+        con.execute(
+            f"""UPDATE main.{q(parent.name)} t SET _extracted_at = s._extracted_at
+            FROM stg s WHERE {join_on} AND s._hash = t._hash
+              AND s._extracted_at > t._extracted_at AND t._missing_since IS NULL"""
+        )
 
         win_keys = f"SELECT {pk_cols} FROM win"
         con.execute(f"DELETE FROM main.{q(parent.name)} WHERE ({pk_cols}) IN ({win_keys})")

@@ -7,6 +7,7 @@ import pytest
 
 from centra_pipeline.lake import Lake
 from centra_pipeline.schema import STREAMS, TABLES
+from centra_pipeline.transform import record_hash
 from centra_pipeline.warehouse import Warehouse
 from centra_pipeline_tests.conftest import TZ, Pipeline
 from centra_pipeline_tests.truth import table_differences, truth_tables
@@ -28,12 +29,14 @@ def differences(pipeline: Pipeline, streams: list[str] | None = None) -> dict:
         return table_differences(con, truth)
 
 
-def table_rows(pipeline: Pipeline) -> dict[str, list[tuple]]:
+def table_rows(pipeline: Pipeline, *, exclude: str = "") -> dict[str, list[tuple]]:
     """Every row of every table, including load metadata, in a stable order."""
     out = {}
     with pipeline.warehouse.reader() as con:
         for name in TABLES:
-            out[name] = sorted(con.execute(f'SELECT * FROM main."{name}"').fetchall(), key=repr)
+            select = f"* EXCLUDE ({exclude})" if exclude else "*"
+            rows = con.execute(f'SELECT {select} FROM main."{name}"').fetchall()
+            out[name] = sorted(rows, key=repr)
     return out
 
 
@@ -88,11 +91,58 @@ def test_running_the_same_sync_twice_changes_nothing(pipeline: Pipeline) -> None
     pipeline.sync()
     pipeline.emu.tick(**TICK)
     pipeline.sync()
-    before = table_rows(pipeline)
+    before = table_rows(pipeline, exclude="_extracted_at")
+    seen_before = pipeline.warehouse.query("SELECT max(_extracted_at) FROM orders")[0][0]
     again = pipeline.sync()
     for stream, (_, merged) in again.items():
         assert merged.new == 0 and merged.updated == 0, stream
-    assert table_rows(pipeline) == before
+    # Every row, load id and hash as before; only "last confirmed by Centra" moves forward.
+    assert table_rows(pipeline, exclude="_extracted_at") == before
+    assert pipeline.warehouse.query("SELECT max(_extracted_at) FROM orders")[0][0] > seen_before
+
+
+def test_an_older_read_merged_late_never_replaces_a_newer_one(pipeline: Pipeline) -> None:
+    """Two runs overlap. A reads an order while it is changed (C2); the change is undone and B
+    reads it back as it was (C1), finds it unchanged and merges first; then A merges."""
+    import json
+    from datetime import UTC, datetime
+
+    from centra_pipeline.centra.jsonstream import RawRecord
+    from centra_pipeline.schema import STREAMS
+    from centra_pipeline.transform import flatten
+
+    pipeline.sync(["orders"])
+    changed = pipeline.emu.tick(updated_orders=10, advance_seconds=60)["updated_order_ids"]
+    with pipeline.warehouse.reader() as con:
+        number, c1 = con.execute(
+            "SELECT order_id, _raw FROM read_parquet(?) WHERE order_id IN "
+            "(SELECT unnest(?)) ORDER BY order_id LIMIT 1",
+            [pipeline.lake.loads("orders")[0].file_paths("orders"), changed],
+        ).fetchall()[0]
+    run_a = pipeline.extract("orders", mode="refresh", keys=(number,))  # reads C2
+    # Centra undoes the change; run B reads C1 again, later than A's read.
+    writer = pipeline.lake.writer(
+        STREAMS["orders"], "20991231T000000000000Z-orders-b", "refresh", datetime.now(UTC)
+    )
+    writer.write(
+        flatten(
+            STREAMS["orders"],
+            [RawRecord(json.loads(c1), c1)],
+            load_id="20991231T000000000000Z-orders-b",
+            extracted_at=datetime.now(UTC),
+            seq_start=0,
+            tz=TZ,
+        )
+    )
+    run_b = writer.commit()
+    (b,) = pipeline.warehouse.merge_loads([run_b])
+    assert b.unchanged == 1
+    (a,) = pipeline.warehouse.merge_loads([run_a])
+    assert a.stale == 1 and a.updated == 0
+    with pipeline.warehouse.reader() as con:
+        assert con.execute("SELECT _hash FROM orders WHERE order_id = ?", [number]).fetchall()[0][
+            0
+        ] == record_hash(c1)
 
 
 def test_merging_a_load_twice_or_out_of_order_converges(pipeline: Pipeline) -> None:
