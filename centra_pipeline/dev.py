@@ -79,6 +79,10 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _stop(proc: subprocess.Popen | None, name: str) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -101,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"centra-pipeline: {problem}", file=sys.stderr)
         return 2
+    # Stop cleanly on Ctrl-C and on SIGTERM (service managers, `kill`), even when started
+    # from a shell that made this process ignore SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     secret = secrets.token_hex(16)
     webhook_url = f"http://127.0.0.1:{args.webhook_port}/webhooks/centra"
     config = EmulatorConfig(

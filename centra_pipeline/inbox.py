@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from typing import Any
 
 from centra_pipeline.centra.webhook import WebhookEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `meta` with the inbox id
 
 # What Centra documents per event type in "Integration API" mode (centra-api.md §5.3). Every
 # event is stored whatever its type and action; this table only labels what we recognise.
@@ -81,6 +82,9 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS events_type_seq ON events (type, seq)",
+    # `inbox_id` names this inbox file: a reader's cursor (a seq) is only meaningful for the
+    # inbox it was read from; a new inbox starts its seqs at 1 again.
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
 _EVENT_COLUMNS = "seq, delivery_id, type, action, object_id, event_date, data, received_at"
@@ -215,6 +219,10 @@ class Inbox:
                 )
             for statement in _SCHEMA:
                 conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('inbox_id', ?)",
+                (uuid.uuid4().hex,),
+            )
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -318,6 +326,12 @@ class Inbox:
             (*params, limit),
         )
         return [_event(row) for row in rows]
+
+    @property
+    def inbox_id(self) -> str:
+        """A random id fixed when this inbox file was created."""
+        row = self._connection().execute("SELECT value FROM meta WHERE key = 'inbox_id'").fetchone()
+        return row[0]
 
     def max_seq(self) -> int:
         """The highest seq stored, 0 for an empty inbox (a cursor that starts at the start)."""

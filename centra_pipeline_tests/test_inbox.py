@@ -36,7 +36,7 @@ def test_schema_is_created_once_and_durable_settings_are_on(tmp_path: Path) -> N
         conn = second._connection()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
     tables = {
         row[0]

@@ -85,7 +85,7 @@ def test_sensor_coalesces_orders_into_one_run_keyed_by_inbox_sequence(inbox_path
         assert config == {"mode": "refresh", "keys": [1005, 1006, 1010]}
         first, last = request.tags["centra_pipeline/inbox_seq"].split("-")
         assert request.run_key == f"inbox-{first}-{last}"
-        assert result.cursor == last
+        assert sensors.read_cursor(result.cursor, Inbox(inbox_path).inbox_id) == int(last)
         # The same tick evaluated again (e.g. after a daemon restart) asks for the same run.
         again = evaluate(instance)
         assert again.run_requests[0].run_key == request.run_key
@@ -118,6 +118,20 @@ def test_sensor_takes_a_bounded_batch_and_never_skips_an_event(
             seen += keys
             cursor = result.cursor
     assert seen == [1, 2, 3, 4]
+
+
+def test_a_replaced_inbox_is_read_from_its_start(inbox_path: Path) -> None:
+    """The inbox file was deleted (a new data directory, a reset): its seqs restart at 1, and a
+    cursor from the old inbox must not make the sensor skip them."""
+    store_events(inbox_path, *[("order", "update", str(n)) for n in range(1, 6)])
+    with dg.instance_for_test() as instance:
+        cursor = evaluate(instance).cursor
+        inbox_path.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(str(inbox_path) + suffix).unlink(missing_ok=True)
+        store_events(inbox_path, ("order", "update", "42"), tag="new")
+        (request,) = evaluate(instance, cursor).run_requests
+        assert request.run_config["ops"]["sync_orders"]["config"]["keys"] == [42]
 
 
 def test_plan_refresh_reports_ids_that_are_not_order_numbers() -> None:

@@ -1,7 +1,9 @@
 """`centra_order_webhook_sensor`: turn stored Centra order webhooks into targeted refresh runs.
 
 Cursor in, cursor out: the cursor is the inbox sequence number of the last event that became
-part of a run request. Each tick reads a bounded batch of order events after it, coalesces
+part of a run request, with the id of the inbox it belongs to (a replaced inbox starts its
+sequence at 1 again, so an old cursor must not skip its events). Each tick reads a bounded
+batch of order events after it, coalesces
 their order numbers (Centra sends the same change several times) and requests one run of the
 refresh job for exactly those orders. The run key is derived from the inbox sequence range,
 so a tick evaluated twice cannot start two runs, and the cursor never moves past an event
@@ -13,6 +15,8 @@ marked `_missing_since` in the warehouse rather than deleted (see docs/webhooks.
 """
 
 from __future__ import annotations
+
+import json
 
 import dagster as dg
 
@@ -54,6 +58,23 @@ def plan_refresh(
     return orders, last_seq, invalid
 
 
+def write_cursor(inbox_id: str, seq: int) -> str:
+    return json.dumps({"inbox": inbox_id, "seq": seq})
+
+
+def read_cursor(cursor: str | None, inbox_id: str) -> int:
+    """The last seq turned into a run, if the cursor belongs to this inbox; else 0."""
+    if not cursor:
+        return 0
+    try:
+        data = json.loads(cursor)
+    except ValueError:
+        return 0
+    if not isinstance(data, dict) or data.get("inbox") != inbox_id:
+        return 0
+    return int(data.get("seq", 0))
+
+
 def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
@@ -65,7 +86,6 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
     )
     def centra_order_webhook_sensor(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
-        cursor = int(context.cursor or 0)
         if not settings.inbox_path.exists():
             return dg.SkipReason(
                 f"no webhook inbox at {settings.inbox_path} yet (start "
@@ -73,6 +93,14 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
             )
         inbox = Inbox(settings.inbox_path, readonly=True)
         try:
+            inbox_id = inbox.inbox_id
+            cursor = read_cursor(context.cursor, inbox_id)
+            if context.cursor and cursor == 0:
+                context.log.warning(
+                    "the webhook inbox at %s is not the one the cursor was read from (it was "
+                    "replaced); reading it from the start",
+                    settings.inbox_path,
+                )
             events = inbox.events_after(
                 cursor, limit=MAX_EVENTS_PER_TICK, types=ORDER_REFRESH_TYPES
             )
@@ -96,7 +124,7 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
                 skip_reason=dg.SkipReason(
                     f"{len(events)} order events after seq {cursor} had no usable order number"
                 ),
-                cursor=str(last_seq),
+                cursor=write_cursor(inbox_id, last_seq),
             )
         first_seq = events[0].seq
         context.log.info(
@@ -120,7 +148,7 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
                     },
                 )
             ],
-            cursor=str(last_seq),
+            cursor=write_cursor(inbox_id, last_seq),
         )
 
     return centra_order_webhook_sensor
