@@ -21,6 +21,7 @@ API_NAME = "Shop API"
 ENDPOINT_PRODUCTS_FILTER = "POST /products/filter"
 ENDPOINT_PRODUCT_IDS = "GET /product-ids"
 ENDPOINT_PRODUCT = "GET /products/{id}"
+ENDPOINT_ALL_PRODUCTS = "GET /products"
 ENDPOINTS = (ENDPOINT_PRODUCTS_FILTER,)
 
 
@@ -112,3 +113,21 @@ class ShopApi:
             return [str(v) for v in value] if isinstance(value, list) else []
 
         return self.session.call("GET", "/product-ids", endpoint=ENDPOINT_PRODUCT_IDS, parse=parse)
+
+    def all_products(self) -> Page:
+        """GET /products: every active product in one response (the Shop API has no paging
+        on this endpoint). For small catalogues and spot checks; the pipeline pages with
+        `iter_products` so memory stays flat whatever the catalogue's size."""
+        records, response = self.session.call(
+            "GET", "/products", endpoint=ENDPOINT_ALL_PRODUCTS, parse=_keyed
+        )
+        return Page(
+            ENDPOINT_ALL_PRODUCTS,
+            1,
+            {},
+            records,
+            response.fetched_at,
+            len(response.text),
+            has_more=False,
+            server_time=server_time(response),
+        )

@@ -116,3 +116,11 @@ def test_shop_catalogue_agrees_with_order_api_rows(emu: Emulator, clients) -> No
     stock_items = {row["stockItemId"] for row in objs(order.iter_products())}
     shop_items = {int(i) for p in objs(shop.iter_products()) for i in p["items"]}
     assert shop_items and shop_items <= stock_items
+
+
+def test_all_products_in_one_response_equal_the_paged_read(emu, clients) -> None:
+    shop = clients.shop(emu)
+    everything = shop.all_products()
+    paged = [r.obj for page in shop.iter_products(page_size=7) for r in page.records]
+    assert [r.obj for r in everything.records] == paged
+    assert len(paged) == len(list(emu.store.iter_shop_products()))
