@@ -149,7 +149,10 @@ class Warehouse:
         self,
         path: Path,
         *,
-        memory_limit: str = "512MB",
+        # DuckDB spills to temp_directory beyond this; the merge is the pipeline's memory
+        # peak, and 256 MB keeps a sync under ~700 MB RSS at any store size for ~15% slower
+        # merges than 512 MB (measured at 100k orders).
+        memory_limit: str = "256MB",
         threads: int = 2,
         lock_timeout: float = 3600.0,
     ) -> None:

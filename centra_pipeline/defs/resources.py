@@ -32,7 +32,7 @@ class CentraResource(dg.ConfigurableResource):
     max_requests_per_second: float | None = None
     order_page_size: int = 1000
     shop_page_size: int = 100
-    warehouse_memory_limit: str = "512MB"
+    warehouse_memory_limit: str = "256MB"
 
     def settings(self) -> Settings:
         extra = {}
