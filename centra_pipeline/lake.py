@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from centra_pipeline.failpoints import failpoint
-from centra_pipeline.schema import STREAMS, Stream
+from centra_pipeline.schema import Stream
 from centra_pipeline.transform import Batch, Drift, lake_schema
 
 MANIFEST = "_manifest.json"
@@ -264,10 +264,3 @@ class LoadWriter:
 
 def _table(stream: Stream, name: str):
     return next(t for t in stream.tables if t.name == name)
-
-
-def stream_by_name(name: str) -> Stream:
-    try:
-        return STREAMS[name]
-    except KeyError:
-        raise ValueError(f"unknown stream {name!r}; streams are {', '.join(STREAMS)}") from None

@@ -17,7 +17,7 @@ Fields we do not map are kept per row in `_extra` (JSON) and, always, in the lak
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -881,7 +881,3 @@ STREAMS: dict[str, Stream] = {
     )
 }
 TABLES: dict[str, Table] = {t.name: t for s in STREAMS.values() for t in s.tables}
-
-
-def iter_tables() -> Iterable[Table]:
-    return TABLES.values()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from queue import Empty, Queue
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
@@ -215,11 +215,6 @@ class CentraSession:
         self.close()
 
     # ------------------------------------------------------------------------------------
-    def describe(self, path: str, params: dict[str, Any] | None = None) -> str:
-        """A loggable description of a call: the plugin URL, path and query (never the key)."""
-        query = f"?{urlencode(params)}" if params else ""
-        return f"{self.base_url}{path}{query}"
-
     def call(
         self,
         method: str,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -366,16 +366,3 @@ def column_timestamp(
         parsed = pc.if_else(has_fraction, pc.add(parsed, offset), parsed)
     local = pc.assume_timezone(parsed, timezone=tz, ambiguous="earliest", nonexistent="latest")
     return pc.cast(local, pa.timestamp("us", tz="UTC"))
-
-
-def column_date(column: str, values: list[Any], coercions: Coercions, keys=None) -> pa.Array:
-    out: list[date | None] = []
-    for i, v in enumerate(values):
-        if v is None or v in ZERO_DATES:
-            out.append(None)
-            continue
-        try:
-            out.append(datetime.strptime(str(v)[:10], "%Y-%m-%d").date())
-        except ValueError:
-            raise _drift(column, values, i, "a 'YYYY-MM-DD' date", keys) from None
-    return pa.array(out, type=pa.date32())

@@ -15,7 +15,6 @@ from centra_pipeline.centra.quirks import (
     Coercions,
     TypeDrift,
     column_bool,
-    column_date,
     column_decimal,
     column_int,
     column_str,
@@ -150,24 +149,6 @@ def test_flags_and_text_converters() -> None:
 
 
 # --- "no date" -------------------------------------------------------------------------------
-def test_zero_dates_are_null(emu: Emulator, clients) -> None:
-    orders = objs(clients.order(emu).iter_orders())
-    cancel = [o["cancelDate"] for o in orders]
-    preferred = [o["preferredDeliveryDate"] for o in orders]
-    for values in (cancel, preferred):
-        assert "0000-00-00 00:00:00" in values
-        assert any(v != "0000-00-00 00:00:00" for v in values)
-    for values in (cancel, preferred):
-        converted = column_timestamp("t", values, Coercions(), STOCKHOLM).to_pylist()
-        for raw, value in zip(values, converted, strict=True):
-            assert (value is None) == (raw == "0000-00-00 00:00:00")
-            assert value == parse_local_datetime(raw, STOCKHOLM)
-    assert column_date("d", ["0000-00-00", "", None, "2026-01-15"], Coercions()).to_pylist() == [
-        None,
-        None,
-        None,
-        datetime(2026, 1, 15).date(),
-    ]
 
 
 # --- escapes, unicode, unknown fields: the raw JSON is what Centra sent ----------------------
