@@ -12,6 +12,7 @@ At the end it prints a summary from the materialization metadata.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import threading
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import dagster as dg
@@ -41,16 +43,31 @@ def get_sync_job() -> dg.JobDefinition:
 def dagster_instance() -> Iterator[dg.DagsterInstance]:
     """The instance `dagster dev` uses: $DAGSTER_HOME if set, else the project's dagster.yaml
     (whose storage paths are relative to the project root)."""
-    if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-        return
-    root = project_root()
-    os.chdir(root)
-    base = root / "data" / "dagster"
-    base.mkdir(parents=True, exist_ok=True)
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base), config_dir=str(root))) as inst:
-        yield inst
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        base = Path(home)
+        open_instance = dg.DagsterInstance.get
+    else:
+        root = project_root()
+        os.chdir(root)
+        base = root / "data" / "dagster"
+        base.mkdir(parents=True, exist_ok=True)
+
+        def open_instance() -> dg.DagsterInstance:
+            return dg.DagsterInstance.from_ref(
+                InstanceRef.from_dir(str(base), config_dir=str(root))
+            )
+
+    # The first instance on fresh storage creates its SQLite schema; two syncs started at
+    # once would race to create the same tables. Creating the instance is serialized.
+    with open(base / ".centra-instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = open_instance()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    with instance:
+        yield instance
 
 
 @dataclass
@@ -174,7 +191,6 @@ def run_sync(
     streams: list[str] | None = None,
     stream_config: dict[str, dict[str, Any]] | None = None,
     out: TextIO = sys.stdout,
-    publish: bool = True,
     in_process: bool = True,
 ) -> RunSummary:
     """Run the sync job for `streams` (default all) and report progress to `out`."""
@@ -191,8 +207,7 @@ def run_sync(
     for name in names:
         selection.append(lake_key(STREAMS[name]))
         selection.extend(table_key(t) for t in STREAMS[name].tables)
-    if publish:
-        selection.append(SNAPSHOT_KEY)
+    selection.append(SNAPSHOT_KEY)
     run_config: dict[str, Any] = {
         **(IN_PROCESS_RUN_CONFIG if in_process else MULTIPROCESS_RUN_CONFIG),
         "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
