@@ -10,7 +10,9 @@ Per-stream strategy (DESIGN.md §2), as far as the documented APIs allow:
 | customers | `modified` = cursor − overlap                    | max `modified` read               |
 | products  | `modified` = cursor − overlap                    | Centra's clock (`Date`) at start  |
 | stock     | `stock_modified` = cursor − overlap              | Centra's clock (`Date`) at start  |
-| catalogue | full read; only changed records are landed       | Centra's clock at start (info)    |
+| catalogue | daily full read; hourly: the products the Order | Centra's clock at start           |
+|           | API reports changed since the cursor, re-read by |                                   |
+|           | `silkProduct`; only changed records are landed   |                                   |
 
 Orders have no modified-since filter in the Order API, so changes to older orders arrive
 through webhooks (`mode="refresh"`: `GET /orders?order=N` per order number) and through the
@@ -19,6 +21,15 @@ lookback window; the hourly sync is the safety net, the webhook the fast path.
 Products and stock rows carry no documented modification timestamp, so their cursor is the
 server's own clock when the read started (the `Date` header), which is the one watermark that
 needs no assumption about our clock agreeing with Centra's.
+
+The Shop API has no modified filter, and a full catalogue read costs the same whether one
+product changed or none. So the catalogue is read in full on the first run and then once every
+CENTRA_CATALOGUE_FULL_READ_HOURS (default 24; 0 = every run), which also finds products that
+left the catalogue. In between, a run asks the Order API which products changed since the
+catalogue's cursor (`GET /products?modified=`, `GET /stock?stock_modified=`, an overlap
+included) and re-reads only those through `POST /products/filter` with `silkProduct`. A
+catalogue-only change that Centra does not reflect in either Order API filter (if Centra has
+any) waits for the next full read.
 
 The cursor a load proves is written to its manifest; the warehouse commits it together with
 the data (the extractor never writes the cursor).
@@ -32,7 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +68,8 @@ log = logging.getLogger("centra_pipeline.extract")
 MODES = ("incremental", "full_refresh", "backfill", "refresh")
 CURSOR_FIELDS = {"orders": "orderDate", "returns": "date", "customers": "modified"}
 DEFAULT_OVERLAP = timedelta(hours=1)
+DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=24)
+SILK_PRODUCTS_PER_FILTER = 50  # product ids per POST /products/filter of a targeted read
 DEFAULT_RETURNS_LOOKBACK = timedelta(days=7)
 OPEN_RETURNS_PER_RUN = 100  # oldest-read first, so every open return is revisited in turn
 
@@ -70,6 +83,8 @@ class ExtractOptions:
     lookback: timedelta = timedelta(days=7)
     overlap: timedelta = DEFAULT_OVERLAP
     page_size: int | None = None
+    # catalogue: how often it is read in full (0 = every run); in between, changed products
+    catalogue_full_read_every: timedelta = DEFAULT_CATALOGUE_FULL_READ_EVERY
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,8 +98,14 @@ class ExtractOptions:
                 raise ValueError(f"backfill window is empty: {start} is not before {end}")
         if self.mode == "refresh" and not self.keys:
             raise ValueError("a refresh needs the keys (order numbers, ids) to read")
-        if self.lookback < timedelta(0) or self.overlap < timedelta(0):
-            raise ValueError("lookback and overlap must not be negative")
+        if (
+            self.lookback < timedelta(0)
+            or self.overlap < timedelta(0)
+            or self.catalogue_full_read_every < timedelta(0)
+        ):
+            raise ValueError(
+                "lookback, overlap and the catalogue's full-read interval must not be negative"
+            )
 
 
 @dataclass
@@ -183,8 +204,8 @@ class Extractor:
         cursor_before: str | None,
     ) -> LoadManifest:
         """Page through the plan, flattening and writing each page; then commit the load."""
-        session = self._session(stream)
-        before = session.stats.snapshot()
+        sessions = self._sessions(stream)
+        before = _request_totals(sessions)
         cursor_max: str | None = None
         server_start: datetime | None = None
         seen_keys: set[Any] = set()
@@ -224,10 +245,12 @@ class Extractor:
             if self.progress and now - last_report >= self.progress_interval:
                 last_report = now
                 self.progress(progress)
-        after = session.stats.snapshot()
+        after = _request_totals(sessions)
         missing: list[Any] = []
         if plan.requested_keys:
             missing = [k for k in plan.requested_keys if k not in seen_keys]
+        elif plan.missing_among is not None:
+            missing = sorted(k for k in plan.missing_among() if k not in seen_keys)
         elif plan.known_hashes is not None:
             missing = sorted(set(plan.known_hashes) - seen_keys)
         return writer.commit(
@@ -235,6 +258,7 @@ class Extractor:
             cursor_before=cursor_before,
             cursor_after=self._cursor_after(plan, options, cursor_max, server_start, cursor_before),
             pages=progress.pages,
+            records_read=progress.records,
             requests=after["requests"] - before["requests"],
             retries=after["retries"] - before["retries"],
             bytes=after["bytes"] - before["bytes"],
@@ -243,10 +267,13 @@ class Extractor:
         )
 
     # --------------------------------------------------------------------------------------
-    def _session(self, stream: Stream):
-        api = self.order_api if stream.api == "order_api" else self.shop_api
-        assert api is not None
-        return api.session
+    def _sessions(self, stream: Stream) -> list[Any]:
+        """The API sessions a read of `stream` uses (the catalogue's targeted read asks the
+        Order API which products changed), for its request counts."""
+        apis = [self.order_api] if stream.api == "order_api" else [self.shop_api]
+        if stream.name == "catalogue" and self.order_api is not None:
+            apis.append(self.order_api)
+        return [api.session for api in apis if api is not None]
 
     def _cursor_after(
         self,
@@ -273,8 +300,18 @@ class Extractor:
             assert shop is not None
             if mode == "backfill":
                 raise ValueError("the Shop API catalogue has no date filter to backfill by")
-            # Full read; with --full-refresh everything is landed again.
-            known = {} if mode == "full_refresh" else self._catalogue_hashes()
+            if mode == "full_refresh":  # everything is landed again
+                return _Plan(
+                    {"full_read": True},
+                    prefetch(shop.iter_products(page_size=size)),
+                    key_field="product",
+                    known_hashes={},
+                    track_keys=True,
+                )
+            index = self.warehouse.catalogue_index()
+            known = {product: digest for product, (digest, _) in index.items()}
+            if incremental and not self._catalogue_full_read_due(options):
+                return self._catalogue_changes(cursor, options, index, known)
             return _Plan(
                 {"full_read": True},
                 prefetch(shop.iter_products(page_size=size)),
@@ -337,8 +374,61 @@ class Extractor:
         )
         return [r[0] for r in rows]
 
-    def _catalogue_hashes(self) -> dict[Any, str]:
-        return {str(k): v for k, v in self.warehouse.key_hashes("shop_products").items()}
+    def _catalogue_full_read_due(self, options: ExtractOptions) -> bool:
+        """Whether this run reads the catalogue in full: when a targeted read is impossible
+        (no Order API client), when full reads are asked for every run, or when the last
+        full read committed to the warehouse started at least the interval ago."""
+        if self.order_api is None:
+            log.info("catalogue: no Order API client to ask what changed, so a full read")
+            return True
+        if options.catalogue_full_read_every <= timedelta(0):
+            return True
+        last = self.warehouse.last_full_catalogue_read()
+        return last is None or datetime.now(UTC) - last >= options.catalogue_full_read_every
+
+    def _catalogue_changes(
+        self,
+        cursor: str,
+        options: ExtractOptions,
+        index: dict[str, tuple[str, Any]],
+        known: dict[str, str],
+    ) -> _Plan:
+        """Re-read the catalogue products of the products the Order API reports changed."""
+        api, shop = self.order_api, self.shop_api
+        assert api is not None and shop is not None
+        since = shift_local(cursor, -options.overlap)
+        window: dict[str, Any] = {"changed_since": since}
+        asked: set[str] = set()
+
+        def pages() -> Iterator[Page]:
+            changed: set[str] = set()
+            # The Order API pages come first, emptied: their `Date` is the cursor this load
+            # proves (Centra's clock before anything was read), and nothing of them is landed.
+            for page in itertools.chain(
+                api.iter_products(modified=since), api.iter_stock(stock_modified=since)
+            ):
+                changed.update(str(r.obj.get("productId")) for r in page.records)
+                yield replace(page, records=[])
+            changed.discard("None")
+            window["products_changed"] = len(changed)
+            asked.update(changed)
+            ordered = sorted(changed, key=lambda p: (len(p), p))
+            for start in range(0, len(ordered), SILK_PRODUCTS_PER_FILTER):
+                chunk = ordered[start : start + SILK_PRODUCTS_PER_FILTER]
+                yield from shop.iter_products(silk_products=chunk, page_size=options.page_size)
+
+        def missing_among() -> list[str]:
+            # Catalogue products of the changed products that the Shop API no longer returns.
+            return [p for p, (_, silk) in index.items() if str(silk) in asked]
+
+        return _Plan(
+            window,
+            prefetch(pages()),
+            key_field="product",
+            known_hashes=known,
+            track_keys=True,
+            missing_among=missing_among,
+        )
 
 
 @contextmanager
@@ -368,6 +458,8 @@ class _Plan:
     requested_keys: tuple[Any, ...] = ()
     known_hashes: dict[Any, str] | None = None
     track_keys: bool = False
+    # keys that count as missing if not read (a targeted catalogue read); known after reading
+    missing_among: Callable[[], Iterable[Any]] | None = None
 
     def __post_init__(self) -> None:
         self.track_keys = self.track_keys or bool(self.requested_keys)
@@ -376,6 +468,15 @@ class _Plan:
         if not self.window:
             return "everything"
         return ", ".join(f"{k}={v}" for k, v in self.window.items())
+
+
+def _request_totals(sessions: list[Any]) -> dict[str, int]:
+    totals = {"requests": 0, "retries": 0, "bytes": 0}
+    for session in sessions:
+        stats = session.stats.snapshot()
+        for name in totals:
+            totals[name] += stats[name]
+    return totals
 
 
 def _backfill_window(options: ExtractOptions) -> dict[str, Any]:

@@ -59,7 +59,8 @@ class LoadManifest:
     cursor_after: str | None = None  # None: this load does not move the cursor
     files: dict[str, list[str]] = field(default_factory=dict)  # table -> paths relative to load dir
     rows: dict[str, int] = field(default_factory=dict)
-    records: int = 0
+    records: int = 0  # records landed (a catalogue read lands only the changed ones)
+    records_read: int = 0  # records Centra returned
     pages: int = 0
     requests: int = 0
     retries: int = 0

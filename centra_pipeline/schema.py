@@ -135,7 +135,7 @@ META_DESCRIPTIONS = {
     ),
     "_missing_since": (
         "set when Centra stopped returning this record (refreshed by number and not found, "
-        "or gone from a full catalogue read); null while it is present"
+        "or gone from the catalogue when read); null while it is present"
     ),
 }
 META_TYPES = {

@@ -28,11 +28,13 @@ ENV_DATA_DIR = "CENTRA_DATA_DIR"
 ENV_MAX_RPS = "CENTRA_MAX_REQUESTS_PER_SECOND"
 ENV_ORDERS_LOOKBACK_DAYS = "CENTRA_ORDERS_LOOKBACK_DAYS"
 ENV_WEBHOOK_TOLERANCE = "CENTRA_WEBHOOK_TOLERANCE_SECONDS"
+ENV_CATALOGUE_FULL_READ_HOURS = "CENTRA_CATALOGUE_FULL_READ_HOURS"
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_RPS = 10.0
 DEFAULT_ORDERS_LOOKBACK_DAYS = 7.0
 DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300
+DEFAULT_CATALOGUE_FULL_READ_HOURS = 24.0
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -87,7 +89,7 @@ def _environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
     return merged
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
+def _float(env: dict[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -95,8 +97,9 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    if value < 0 or (value == 0 and not zero_ok) or value != value or value == float("inf"):
+        bound = "0 or more" if zero_ok else "greater than 0"
+        raise ConfigError(f"{name} must be a number {bound}, got {raw!r}")
     return value
 
 
@@ -112,6 +115,9 @@ class Settings:
     max_requests_per_second: float = DEFAULT_MAX_RPS
     orders_lookback_days: float = DEFAULT_ORDERS_LOOKBACK_DAYS
     webhook_tolerance_seconds: int = DEFAULT_WEBHOOK_TOLERANCE_SECONDS
+    # How often the Shop API catalogue is read in full; in between, only the products the
+    # Order API reports changed are re-read (0 = a full read every run).
+    catalogue_full_read_hours: float = DEFAULT_CATALOGUE_FULL_READ_HOURS
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -150,6 +156,12 @@ class Settings:
                 env, ENV_ORDERS_LOOKBACK_DAYS, DEFAULT_ORDERS_LOOKBACK_DAYS
             ),
             webhook_tolerance_seconds=int(tolerance),
+            catalogue_full_read_hours=_float(
+                env,
+                ENV_CATALOGUE_FULL_READ_HOURS,
+                DEFAULT_CATALOGUE_FULL_READ_HOURS,
+                zero_ok=True,
+            ),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------

@@ -279,17 +279,27 @@ class Warehouse:
                 return []
             return con.execute(sql, params or []).fetchall()
 
-    def key_hashes(self, table: str) -> dict[Any, str]:
-        """Primary key → `_hash` of present rows (the catalogue's change detection)."""
-        spec = TABLES[table]
-        (pk,) = spec.primary_key
+    def catalogue_index(self) -> dict[str, tuple[str, Any]]:
+        """Catalogue product id → (`_hash`, silkProduct) of the products present."""
         with self.reader() as con:
-            if con is None or not _has_table(con, "main", table):
+            if con is None or not _has_table(con, "main", "shop_products"):
                 return {}
             rows = con.execute(
-                f"SELECT {q(pk)}, _hash FROM main.{q(table)} WHERE _missing_since IS NULL"
+                "SELECT product, _hash, silk_product FROM main.shop_products "
+                "WHERE _missing_since IS NULL"
             ).fetchall()
-        return dict(rows)
+        return {str(product): (digest, silk) for product, digest, silk in rows}
+
+    def last_full_catalogue_read(self) -> datetime | None:
+        """When the newest merged full read of the catalogue started (None: never)."""
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "load_log"):
+                return None
+            (started,) = con.execute(
+                "SELECT max(extracted_from) FROM pipeline.load_log WHERE stream = 'catalogue' "
+                "AND json_extract(window_read, '$.full_read')::BOOLEAN IS TRUE"
+            ).fetchall()[0]
+        return started
 
     # --- merge -----------------------------------------------------------------------------
     def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
@@ -506,7 +516,7 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                 json.dumps(manifest.window),
                 result.cursor_before,
                 result.cursor_after,
-                manifest.records,
+                max(manifest.records_read, manifest.records),
                 result.staged,
                 result.new,
                 result.updated,

@@ -81,10 +81,85 @@ def test_tick_then_incremental_sync_equals_the_emulator(pipeline: Pipeline) -> N
         <= len(changed_items)
         <= incremental["products"][0].records
     )
-    # The catalogue is read in full (no filter exists) but only changed products are landed.
+    # The catalogue (no modified filter exists) re-reads only the changed products' entries
+    # between its daily full reads, and lands only what changed.
     catalogue, merged = incremental["catalogue"]
+    assert "changed_since" in catalogue.window
     assert 0 < catalogue.rows["shop_products"] <= 3 * len(changes["updated_product_ids"])
     assert merged.updated == catalogue.rows["shop_products"] and merged.new == 0
+    assert catalogue.records_read < full["catalogue"][0].records_read / 2
+
+
+def test_catalogue_between_full_reads_rereads_the_products_centra_reports_changed(
+    pipeline: Pipeline,
+) -> None:
+    full, _ = pipeline.sync(["catalogue"])["catalogue"]
+    assert full.window == {"full_read": True}
+    changes = pipeline.emu.tick(updated_products=7, advance_seconds=2 * 3600)
+    manifest, merged = pipeline.sync(["catalogue"])["catalogue"]
+    # Asked the Order API what changed since the cursor (less an overlap), then the Shop API
+    # for exactly those products: a handful of requests instead of the whole catalogue.
+    assert manifest.window["changed_since"] < manifest.cursor_after
+    assert manifest.window["products_changed"] == len(changes["updated_product_ids"])
+    assert manifest.requests <= 2 + 2 + 2
+    assert manifest.cursor_after > full.cursor_after
+    shop_ids = {
+        str(v.shop_id)
+        for v in pipeline.emu.store.shop_variants()
+        if v.product.product_id in set(changes["updated_product_ids"])
+    }
+    assert merged.updated == len(shop_ids) == manifest.rows["shop_products"]
+    assert differences(pipeline, ["catalogue"]) == {}
+
+    # The next run's overlap asks for the same products again; nothing of them is landed.
+    pipeline.emu.tick(advance_seconds=2 * 3600)
+    again, merged = pipeline.sync(["catalogue"])["catalogue"]
+    assert again.window["products_changed"] == len(changes["updated_product_ids"])
+    assert again.records_read == len(shop_ids) and again.records == merged.staged == 0
+    # Past the overlap, with nothing changed: two Order API questions and nothing else.
+    quiet, merged = pipeline.sync(["catalogue"])["catalogue"]
+    assert quiet.window["products_changed"] == 0 and quiet.requests == 2
+    assert merged.staged == 0 and quiet.cursor_after >= manifest.cursor_after
+
+
+def test_catalogue_is_read_in_full_again_once_the_interval_has_passed(pipeline: Pipeline) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    pipeline.sync(["catalogue"])
+    last_full = pipeline.warehouse.last_full_catalogue_read()
+    assert last_full is not None
+    hour = timedelta(hours=1)
+    targeted, _ = pipeline.sync(["catalogue"], catalogue_full_read_every=hour)["catalogue"]
+    assert "changed_since" in targeted.window
+    assert pipeline.warehouse.last_full_catalogue_read() == last_full
+
+    # The interval has passed since the last full read started: read everything again.
+    elapsed = datetime.now(UTC) - last_full
+    again, merged = pipeline.sync(["catalogue"], catalogue_full_read_every=elapsed)["catalogue"]
+    assert again.window == {"full_read": True}
+    assert again.records_read == len(pipeline.emu.store.shop_variants())
+    assert merged.staged == 0  # read in full, but nothing changed, so nothing landed
+    assert pipeline.warehouse.last_full_catalogue_read() > last_full
+    # 0 means a full read on every run.
+    every, _ = pipeline.sync(["catalogue"], catalogue_full_read_every=timedelta(0))["catalogue"]
+    assert every.window == {"full_read": True}
+
+
+def test_a_changed_product_gone_from_the_catalogue_is_marked_missing(pipeline: Pipeline) -> None:
+    pipeline.sync(["catalogue"])
+    store = pipeline.emu.store
+    pipeline.emu.tick(advance_seconds=600)
+    product = next(v.product for v in store.shop_variants() if len(v.product.variants) > 1)
+    with store.lock:
+        product.active = False  # taken out of the storefront in Centra
+        store.catalog.product_modified[product.index] = store.now
+        store._cache.clear()
+    manifest, merged = pipeline.sync(["catalogue"])["catalogue"]
+    gone = sorted(v.shop_id for v in product.variants)
+    assert "changed_since" in manifest.window
+    assert sorted(int(k) for k in manifest.missing_keys) == gone
+    assert merged.missing == len(gone)
+    assert differences(pipeline, ["catalogue"]) == {}
 
 
 def test_running_the_same_sync_twice_changes_nothing(pipeline: Pipeline) -> None:

@@ -47,9 +47,16 @@ class ShopApi:
         self.session.close()
 
     def iter_products(
-        self, *, market: int | None = None, page_size: int | None = None
+        self,
+        *,
+        market: int | None = None,
+        silk_products: list[str] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Page]:
-        """Every catalogue product, `quantity` at a time, until an empty page."""
+        """Every catalogue product (or those of the given Centra product ids, `silkProduct`),
+        `quantity` at a time, until an empty page."""
+        if silk_products is not None and not silk_products:
+            return
         quantity = page_size or self.page_size
         offset = 0
         number = 0
@@ -57,6 +64,8 @@ class ShopApi:
             body: dict[str, Any] = {"quantity": quantity, "offset": offset}
             if market is not None:
                 body["market"] = market
+            if silk_products is not None:
+                body["silkProduct"] = [str(p) for p in silk_products]
             try:
                 records, response = self.session.call(
                     "POST",

@@ -31,7 +31,7 @@ from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.extract import ExtractOptions, Extractor, Progress
 from centra_pipeline.lake import LoadManifest
 from centra_pipeline.schema import STREAMS, TABLES, Stream, Table
-from centra_pipeline.settings import ConfigError
+from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.transform import MissingKey
 from centra_pipeline.warehouse import MergeResult, q
 
@@ -62,8 +62,10 @@ class SyncConfig(dg.Config):
     lookback_days: float | None = None
     page_size: int | None = None
 
-    def options(self, default_lookback_days: float) -> ExtractOptions:
-        days = self.lookback_days if self.lookback_days is not None else default_lookback_days
+    def options(self, settings: Settings) -> ExtractOptions:
+        days = self.lookback_days
+        if days is None:
+            days = settings.orders_lookback_days
         return ExtractOptions(
             mode=self.mode,
             window_start=self.window_start,
@@ -71,6 +73,7 @@ class SyncConfig(dg.Config):
             keys=tuple(self.keys),
             lookback=timedelta(days=days),
             page_size=self.page_size,
+            catalogue_full_read_every=timedelta(hours=settings.catalogue_full_read_hours),
         )
 
 
@@ -217,7 +220,8 @@ def _lake_metadata(manifest: LoadManifest, seconds: float) -> dict[str, Any]:
         "window": dg.MetadataValue.json(manifest.window or {"read": "everything"}),
         "cursor_before": manifest.cursor_before or "",
         "cursor_after": manifest.cursor_after or "",
-        "records_fetched": manifest.records,
+        "records_fetched": max(manifest.records_read, manifest.records),
+        "records_landed": manifest.records,
         "rows_landed": dg.MetadataValue.json(manifest.rows),
         "pages": manifest.pages,
         "requests": manifest.requests,
@@ -298,7 +302,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         warehouse = centra.warehouse()
         if lake_key(stream) in selected:
             started = time.monotonic()
-            api = centra.order_api() if stream.api == "order_api" else None
+            # The catalogue asks the Order API which products changed (see extract.py).
+            uses_order_api = stream.api == "order_api" or stream.name == "catalogue"
+            api = centra.order_api() if uses_order_api else None
             shop = centra.shop_api() if stream.api == "shop_api" else None
 
             def report(progress: Progress) -> None:
@@ -312,7 +318,7 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
                     order_api=api,
                     shop_api=shop,
                     progress=report,
-                ).run(stream.name, config.options(settings.orders_lookback_days))
+                ).run(stream.name, config.options(settings))
             finally:
                 for client in (api, shop):
                     if client is not None:

@@ -1,0 +1,31 @@
+"""Numeric settings: a bad value is a specific error naming the variable, never a guess."""
+
+from __future__ import annotations
+
+import pytest
+
+from centra_pipeline.settings import ConfigError, Settings
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env)
+
+
+def test_catalogue_full_read_interval_defaults_to_a_day_and_accepts_zero() -> None:
+    assert settings().catalogue_full_read_hours == 24
+    assert settings(CENTRA_CATALOGUE_FULL_READ_HOURS="0").catalogue_full_read_hours == 0
+    assert settings(CENTRA_CATALOGUE_FULL_READ_HOURS=" 6.5 ").catalogue_full_read_hours == 6.5
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan", "inf"])
+def test_a_bad_catalogue_full_read_interval_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="CENTRA_CATALOGUE_FULL_READ_HOURS"):
+        settings(CENTRA_CATALOGUE_FULL_READ_HOURS=raw)
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "fast"])
+def test_rate_limit_and_lookback_must_be_positive_numbers(raw: str) -> None:
+    with pytest.raises(ConfigError, match="CENTRA_MAX_REQUESTS_PER_SECOND"):
+        settings(CENTRA_MAX_REQUESTS_PER_SECOND=raw)
+    with pytest.raises(ConfigError, match="CENTRA_ORDERS_LOOKBACK_DAYS"):
+        settings(CENTRA_ORDERS_LOOKBACK_DAYS=raw)
