@@ -194,7 +194,7 @@ def run_sync(
     in_process: bool = True,
 ) -> RunSummary:
     """Run the sync job for `streams` (default all) and report progress to `out`."""
-    from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, table_key
+    from centra_pipeline.defs.assets import SNAPSHOT_KEY, STREAM_ASSETS, lake_key, table_key
     from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, MULTIPROCESS_RUN_CONFIG
 
     names = streams or list(STREAMS)
@@ -222,11 +222,18 @@ def run_sync(
 
         def execute() -> None:
             try:
+                # The streams' own checks only: freshness checks are the freshness sensor's
+                # (see jobs.sync_selection).
+                job = dg.reconstructable(get_sync_job).get_subset(
+                    asset_selection=set(selection),
+                    asset_check_selection={
+                        key for name in names for key in STREAM_ASSETS[name].check_keys
+                    },
+                )
                 result = dg.execute_job(
-                    dg.reconstructable(get_sync_job),
+                    job,
                     instance=instance,
                     run_config=run_config,
-                    asset_selection=selection,
                     tags={CLI_RUN_TAG: token},
                 )
                 outcome["success"] = result.success

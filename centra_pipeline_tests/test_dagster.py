@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.definitions.dependency import NodeHandle
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, source_key, table_key
@@ -228,3 +229,25 @@ def test_jobs_select_the_snapshot(job_name: str) -> None:
     job = defs.resolve_job_def(job_name)
     keys = job.asset_layer.selected_asset_keys
     assert SNAPSHOT_KEY in keys
+
+
+@pytest.mark.parametrize("job_name", ["centra_sync", "centra_order_refresh"])
+def test_jobs_run_the_stream_checks_and_leave_freshness_to_its_sensor(job_name: str) -> None:
+    job = defs.resolve_job_def(job_name)
+    nodes = {node.name for node in job.nodes}
+    assert "sync_orders" in nodes
+    assert not [name for name in nodes if "freshness" in name]
+    checks = set()
+    for node in job.nodes:
+        for key in job.asset_layer.get_selected_entity_keys_for_node(NodeHandle(node.name, None)):
+            if isinstance(key, dg.AssetCheckKey):
+                checks.add(key.name)
+    assert {
+        "primary_key_unique",
+        "required_not_null",
+        "schema_drift",
+        "references_orders",
+    } <= checks
+    # Freshness is evaluated by its sensor, between runs, where it can fail.
+    sensor = defs.resolve_sensor_def("centra_freshness_checks_sensor")
+    assert sensor is not None

@@ -56,6 +56,9 @@ def scheduled_run_config() -> dict:
 
 
 def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
+    """The streams' assets and the checks their steps evaluate. Freshness checks are left to
+    `centra_freshness_checks_sensor`: evaluated inside the run that just merged the table they
+    could only pass, and they would cost every run a step."""
     names = streams or list(STREAMS)
     keys = []
     for name in names:
@@ -63,7 +66,9 @@ def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
         keys.append(lake_key(stream))
         keys.extend(table_key(t) for t in stream.tables)
     keys.append(SNAPSHOT_KEY)
-    return dg.AssetSelection.assets(*keys)
+    return dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(
+        *(STREAM_ASSETS[name] for name in names)
+    )
 
 
 centra_sync_job = dg.define_asset_job(
