@@ -7,7 +7,10 @@ For each store size: the emulator runs in its own process; the bare fetch pages 
 with the client alone (next page prefetched while parsing, the best the client can do), then
 `centra-pipeline sync` runs the whole pipeline (fetch, flatten, land Parquet, merge into DuckDB,
 publish the snapshot) in a fresh process whose peak RSS comes from wait4(). After a tick that
-changes 1% of the store, an incremental `centra-pipeline sync` is timed.
+changes 1% of the store, an incremental `centra-pipeline sync` is timed (the hourly run); after
+another such tick, one with CENTRA_CATALOGUE_FULL_READ_HOURS=0 (the one run a day that also
+reads the Shop API catalogue in full). Each sync is timed twice: the command's wall time, and
+the Dagster run's own duration as the command reports it (without Python and Dagster start-up).
 
 Targets (issue #3): pipeline within 1.5x of the bare fetch; peak RSS under 1 GB and flat from
 100k to 1M orders; incremental run under 10% of the full sync.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +29,81 @@ from harness import emulator, machine, measured_rss, write_result
 
 SYNC = [sys.executable, "-m", "centra_pipeline.cli", "sync"]
 FETCH = [sys.executable, str(Path(__file__).with_name("fetch_streams.py")), "--prefetch"]
+
+
+def run_seconds(stdout: str) -> float:
+    """The Dagster run's duration from the summary's last line ("run <id> succeeded in 6.5 s")."""
+    match = re.search(r"succeeded in ([0-9.]+) s", stdout)
+    if not match:
+        raise RuntimeError(f"no run duration in the sync's output:\n{stdout[-2000:]}")
+    return float(match.group(1))
+
+
+def one_tick(emu, orders: int, customers: int, products: int, returns: int) -> dict:
+    tick = {
+        "new_orders": orders // 200,
+        "updated_orders": orders // 200,
+        "new_returns": max(1, returns // 200),
+        "completed_returns": max(1, returns // 200),
+        "updated_customers": max(1, customers // 100),
+        "updated_products": max(1, products // 100),
+        "advance_seconds": 3600,
+    }
+    emu.admin("POST", "/tick", tick)
+    return tick
+
+
+def run_breakdown(dagster_home: str) -> dict:
+    """Where the newest run's time went, from the gaps between its events in Dagster's event
+    log: each gap is charged to the event that ends it."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(dagster_home)) as instance:
+        run = instance.get_runs(limit=1)[0]
+        records = instance.all_logs(run.run_id)
+    spent: dict[str, float] = {}
+    started = False
+    previous = records[0].timestamp
+    for record in records:
+        event = record.dagster_event
+        kind = event.event_type_value if event else "LOG"
+        gap, previous = record.timestamp - previous, record.timestamp
+        output = event.step_output_data.output_name if kind == "STEP_OUTPUT" else ""
+        is_check_output = output.startswith("warehouse__") and output.endswith(
+            ("_primary_key_unique", "_required_not_null", "_schema_drift")
+        )
+        if not started:
+            label = "run creation (planned-materialization and planned-check events)"
+            started = kind == "PIPELINE_START"
+        elif kind == "LOG" and any(w in record.user_message for w in (": reading,", ": done,")):
+            label = "reading Centra, flattening, landing Parquet"
+        elif kind == "ASSET_CHECK_EVALUATION" or is_check_output or "_references_" in output:
+            label = "asset checks (queries, then two events per check)"
+        elif output.startswith("warehouse__"):
+            label = "merging into DuckDB (first table) and table materializations"
+        elif record.step_key == "analyst__centra_duckdb":
+            label = "publishing the analyst snapshot"
+        else:
+            label = "other run and step events"
+        spent[label] = spent.get(label, 0.0) + gap
+    seconds = {k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+    return {"events": len(records), "seconds": seconds}
+
+
+def timed_incremental(env: dict, full: dict, extra_env: dict | None = None) -> dict:
+    inc = measured_rss(SYNC, {**env, **(extra_env or {})})
+    seconds = run_seconds(inc["stdout"])
+    return {
+        "seconds": round(inc["seconds"], 2),
+        "run_seconds": seconds,
+        "outside_the_run_seconds": round(inc["seconds"] - seconds, 2),
+        "run_breakdown": run_breakdown(env["DAGSTER_HOME"]),
+        "peak_rss_mb": round(inc["peak_rss_mb"]),
+        "share_of_full_sync": round(inc["seconds"] / full["seconds"], 3),
+        "run_share_of_full_run": round(seconds / full["run_seconds"], 3),
+        "summary": inc["stdout"].strip().splitlines()[-12:],
+    }
 
 
 def one_size(orders: int, customers: int, products: int, returns: int, incremental: bool) -> dict:
@@ -60,6 +139,7 @@ def one_size(orders: int, customers: int, products: int, returns: int, increment
         full = measured_rss(SYNC, env)
         out["full_sync"] = {
             "seconds": round(full["seconds"], 2),
+            "run_seconds": run_seconds(full["stdout"]),
             "peak_rss_mb": round(full["peak_rss_mb"]),
             "orders_per_second": round(fetched["orders"]["records"] / full["seconds"]),
             "ratio_to_bare_fetch": round(full["seconds"] / fetch["seconds"], 2),
@@ -73,27 +153,21 @@ def one_size(orders: int, customers: int, products: int, returns: int, increment
         )
 
         if incremental:
-            tick = {
-                "new_orders": orders // 200,
-                "updated_orders": orders // 200,
-                "new_returns": max(1, returns // 200),
-                "completed_returns": max(1, returns // 200),
-                "updated_customers": max(1, customers // 100),
-                "updated_products": max(1, products // 100),
-                "advance_seconds": 3600,
-            }
-            emu.admin("POST", "/tick", tick)
-            inc = measured_rss(SYNC, env)
-            out["tick"] = tick
-            out["incremental_sync"] = {
-                "seconds": round(inc["seconds"], 2),
-                "peak_rss_mb": round(inc["peak_rss_mb"]),
-                "share_of_full_sync": round(inc["seconds"] / full["seconds"], 3),
-                "summary": inc["stdout"].strip().splitlines()[-12:],
-            }
+            out["tick"] = one_tick(emu, orders, customers, products, returns)
+            inc = out["incremental_sync"] = timed_incremental(env, out["full_sync"])
             print(
                 f"[{orders:,} orders] incremental after a 1% tick: {inc['seconds']:.1f} s "
-                f"({100 * inc['seconds'] / full['seconds']:.1f}% of the full sync)",
+                f"({100 * inc['share_of_full_sync']:.1f}% of the full sync); the Dagster run "
+                f"{inc['run_seconds']:.1f} s ({100 * inc['run_share_of_full_run']:.1f}%)",
+                flush=True,
+            )
+            one_tick(emu, orders, customers, products, returns)
+            daily = out["incremental_sync_full_catalogue"] = timed_incremental(
+                env, out["full_sync"], {"CENTRA_CATALOGUE_FULL_READ_HOURS": "0"}
+            )
+            print(
+                f"[{orders:,} orders] the same with a full catalogue read: "
+                f"{daily['seconds']:.1f} s ({100 * daily['share_of_full_sync']:.1f}%)",
                 flush=True,
             )
     return out
@@ -109,24 +183,49 @@ def main() -> None:
     args = parser.parse_args()
     runs = [one_size(args.orders, args.customers, args.products, args.returns, True)]
     if args.scale:
-        runs.append(one_size(args.scale, args.customers, args.products, args.scale // 10, False))
+        runs.append(one_size(args.scale, args.customers, args.products, args.scale // 10, True))
     lines = [
         "# Pipeline benchmark",
         "",
         f"Machine: {machine()}.",
         "",
         "| orders | bare fetch | full sync | ratio | orders/s | peak RSS (sync) | "
-        "incremental (1% tick) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "incremental, hourly (1% tick) | incremental with the daily full catalogue read |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def share(inc: dict | None) -> str:
+        if not inc:
+            return "-"
+        return (
+            f"{inc['seconds']} s ({100 * inc['share_of_full_sync']:.1f}%); "
+            f"run {inc['run_seconds']} s ({100 * inc['run_share_of_full_run']:.1f}%)"
+        )
+
     for run in runs:
-        inc = run.get("incremental_sync")
+        full = run["full_sync"]
         lines.append(
             f"| {run['orders']:,} | {run['bare_fetch']['seconds']} s | "
-            f"{run['full_sync']['seconds']} s | {run['full_sync']['ratio_to_bare_fetch']}x | "
-            f"{run['full_sync']['orders_per_second']:,} | {run['full_sync']['peak_rss_mb']} MB | "
-            + (f"{inc['seconds']} s ({100 * inc['share_of_full_sync']:.1f}%) |" if inc else "- |")
+            f"{full['seconds']} s (run {full['run_seconds']} s) | "
+            f"{full['ratio_to_bare_fetch']}x | {full['orders_per_second']:,} | "
+            f"{full['peak_rss_mb']} MB | {share(run.get('incremental_sync'))} | "
+            f"{share(run.get('incremental_sync_full_catalogue'))} |"
         )
+    first = runs[0].get("incremental_sync")
+    if first:
+        breakdown = first["run_breakdown"]
+        lines += [
+            "",
+            f"Where the hourly incremental's {first['seconds']} s went "
+            f"({runs[0]['orders']:,} orders; the run wrote {breakdown['events']} events to "
+            "Dagster's event log):",
+            "",
+            "| part | seconds |",
+            "| --- | --- |",
+            "| outside the Dagster run: starting Python, importing Dagster, opening the "
+            f"instance, exiting | {first['outside_the_run_seconds']} |",
+        ]
+        lines += [f"| {part} | {sec} |" for part, sec in breakdown["seconds"].items()]
     lines += [
         "",
         "Store: customers, products, returns as given per run in the JSON below; the "
