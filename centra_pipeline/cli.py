@@ -10,6 +10,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 
 from centra_pipeline.settings import ConfigError, Settings
 
@@ -140,8 +141,26 @@ def cmd_state(args: argparse.Namespace) -> int:
                 "records_fetched_total": int(last[2]) if last else 0,
             }
         )
+    last_full = warehouse.last_full_catalogue_read() if settings.warehouse_path.exists() else None
+    hours = settings.catalogue_full_read_hours
+    catalogue = {
+        "last_full_read": last_full.isoformat() if last_full else None,
+        "full_read_every_hours": hours,
+        "next_full_read_after": (last_full + timedelta(hours=hours)).isoformat()
+        if last_full
+        else None,
+    }
     if args.json:
-        print(json.dumps({"warehouse": str(settings.warehouse_path), "streams": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "warehouse": str(settings.warehouse_path),
+                    "streams": rows,
+                    "catalogue": catalogue,
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     print(
         f"warehouse: {settings.warehouse_path}"
@@ -152,6 +171,12 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(
             f"{row['stream']:<10} {row['cursor'] or '-':<20} "
             f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}"
+        )
+    if last_full:
+        print(
+            f"catalogue: last read in full {last_full:%Y-%m-%d %H:%M} UTC; runs until "
+            f"{last_full + timedelta(hours=hours):%Y-%m-%d %H:%M} UTC re-read only the products "
+            f"the Order API reports changed (CENTRA_CATALOGUE_FULL_READ_HOURS={hours:g})"
         )
     return EXIT_OK
 

@@ -48,6 +48,10 @@ def test_sync_state_and_query(configured, data_dir: Path) -> None:
 
     states = {s["stream"]: s for s in json.loads(shown.stdout)["streams"]}
     assert states["orders"]["cursor"] and states["customers"]["cursor"]
+    catalogue = json.loads(shown.stdout)["catalogue"]
+    assert catalogue["last_full_read"] and catalogue["full_read_every_hours"] == 24
+    text = cli("state", "show", env=configured).stdout
+    assert "catalogue: last read in full" in text and "CENTRA_CATALOGUE_FULL_READ_HOURS=24" in text
 
     reset = cli("state", "reset", "orders", env=configured)
     assert reset.returncode == 0 and "forgotten" in reset.stdout
