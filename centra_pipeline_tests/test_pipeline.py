@@ -143,6 +143,10 @@ def test_catalogue_is_read_in_full_again_once_the_interval_has_passed(pipeline: 
     # 0 means a full read on every run.
     every, _ = pipeline.sync(["catalogue"], catalogue_full_read_every=timedelta(0))["catalogue"]
     assert every.window == {"full_read": True}
+    # `state reset catalogue`: the next run reads it in full too.
+    pipeline.warehouse.reset_state("catalogue")
+    after_reset, _ = pipeline.sync(["catalogue"])["catalogue"]
+    assert after_reset.window == {"full_read": True}
 
 
 def test_a_changed_product_gone_from_the_catalogue_is_marked_missing(pipeline: Pipeline) -> None:
