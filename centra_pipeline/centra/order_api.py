@@ -15,7 +15,7 @@ Nothing here holds more than one page (plus one prefetched page) in memory.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +57,28 @@ class Page:
     has_more: bool
     server_time: datetime | None = None  # the response's Date header: Centra's clock
 
+    @classmethod
+    def from_response(
+        cls,
+        endpoint: str,
+        number: int,
+        params: dict[str, Any],
+        records: list[RawRecord],
+        response: Response,
+        *,
+        has_more: bool,
+    ) -> Page:
+        return cls(
+            endpoint,
+            number,
+            params,
+            records,
+            response.fetched_at,
+            len(response.text),
+            has_more=has_more,
+            server_time=server_time(response),
+        )
+
 
 def server_time(response: Response) -> datetime | None:
     value = response.headers.get("date")
@@ -67,6 +89,40 @@ def server_time(response: Response) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def offset_pages(
+    fetch: Callable[[int], tuple[dict[str, Any], list[RawRecord], Response] | None],
+    *,
+    api: str,
+    endpoint: str,
+) -> Iterator[Page]:
+    """Offset paging (both APIs): `fetch(offset)` returns (params, records, response), or None
+    when the server says there is nothing more. Stops on an empty page; offsets advance by the
+    records received. A server that ignores `offset` would be paged forever: refused."""
+    offset = 0
+    number = 0
+    previous_first: str | None = None
+    while True:
+        fetched = fetch(offset)
+        if fetched is None:
+            return
+        params, records, response = fetched
+        number += 1
+        if records and records[0].raw == previous_first:
+            raise CentraError(
+                f"the {api} returned the same page for offset {offset} as for the "
+                f"previous one ({endpoint}): it ignores `offset`, so paging cannot go on",
+                api=api,
+                endpoint=endpoint,
+            )
+        previous_first = records[0].raw if records else None
+        yield Page.from_response(
+            endpoint, number, params, records, response, has_more=bool(records)
+        )
+        if not records:
+            return
+        offset += len(records)
 
 
 def _page_parser(endpoint: str, records_key: str, session: CentraSession):
@@ -107,35 +163,12 @@ class OrderApi:
     def _offset_pages(
         self, path: str, endpoint: str, records_key: str, filters: dict[str, Any], limit: int
     ) -> Iterator[Page]:
-        offset = 0
-        number = 0
-        previous_first: str | None = None
-        while True:
+        def fetch(offset: int) -> tuple[dict[str, Any], list[RawRecord], Response]:
             params = {**filters, "limit": limit, "offset": offset}
             _, records, response = self._get(path, endpoint, records_key, params)
-            number += 1
-            if records and records[0].raw == previous_first:
-                # A server that ignores `offset` would otherwise be paged forever.
-                raise CentraError(
-                    f"the {API_NAME} returned the same page for offset {offset} as for the "
-                    f"previous one ({endpoint}): it ignores `offset`, so paging cannot go on",
-                    api=API_NAME,
-                    endpoint=endpoint,
-                )
-            previous_first = records[0].raw if records else None
-            yield Page(
-                endpoint,
-                number,
-                params,
-                records,
-                response.fetched_at,
-                len(response.text),
-                has_more=bool(records),
-                server_time=server_time(response),
-            )
-            if not records:
-                return
-            offset += len(records)
+            return params, records, response
+
+        return offset_pages(fetch, api=API_NAME, endpoint=endpoint)
 
     def _numbered_pages(
         self,
@@ -154,16 +187,7 @@ class OrderApi:
             # Products/stock say whether more follows; returns do not, so read until empty.
             has_more = bool(envelope.get("next")) if follow_next_link else bool(records)
             has_more = has_more and bool(records)
-            yield Page(
-                endpoint,
-                page,
-                params,
-                records,
-                response.fetched_at,
-                len(response.text),
-                has_more=has_more,
-                server_time=server_time(response),
-            )
+            yield Page.from_response(endpoint, page, params, records, response, has_more=has_more)
             if not has_more:
                 return
             page += 1

@@ -14,7 +14,7 @@ from typing import Any
 from centra_pipeline.centra.errors import CentraBusinessError, CentraNotFound
 from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
-from centra_pipeline.centra.order_api import Page, server_time
+from centra_pipeline.centra.order_api import Page, offset_pages
 from centra_pipeline.settings import ENV_SHOP_API_KEY, Secret
 
 API_NAME = "Shop API"
@@ -58,9 +58,8 @@ class ShopApi:
         if silk_products is not None and not silk_products:
             return
         quantity = page_size or self.page_size
-        offset = 0
-        number = 0
-        while True:
+
+        def fetch(offset: int) -> tuple[dict[str, Any], list[RawRecord], Response] | None:
             body: dict[str, Any] = {"quantity": quantity, "offset": offset}
             if market is not None:
                 body["market"] = market
@@ -81,24 +80,13 @@ class ShopApi:
                 # 404 (`{"errors":{"market":"not found: 9"}}`) is a bad filter, not an end.
                 errors = exc.detail.get("errors") if isinstance(exc.detail, dict) else None
                 if not isinstance(errors, dict) or set(errors) <= {"product"}:
-                    return
+                    return None
                 raise CentraBusinessError(
                     str(exc), api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER, detail=exc.detail
                 ) from None
-            number += 1
-            yield Page(
-                ENDPOINT_PRODUCTS_FILTER,
-                number,
-                body,
-                records,
-                response.fetched_at,
-                len(response.text),
-                has_more=bool(records),
-                server_time=server_time(response),
-            )
-            if not records:
-                return
-            offset += len(records)
+            return body, records, response
+
+        yield from offset_pages(fetch, api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER)
 
     def get_products(self, product_ids: list[str]) -> list[RawRecord]:
         """POST /products/filter with explicit ids (targeted refreshes)."""
@@ -130,13 +118,4 @@ class ShopApi:
         records, response = self.session.call(
             "GET", "/products", endpoint=ENDPOINT_ALL_PRODUCTS, parse=_keyed
         )
-        return Page(
-            ENDPOINT_ALL_PRODUCTS,
-            1,
-            {},
-            records,
-            response.fetched_at,
-            len(response.text),
-            has_more=False,
-            server_time=server_time(response),
-        )
+        return Page.from_response(ENDPOINT_ALL_PRODUCTS, 1, {}, records, response, has_more=False)

@@ -9,7 +9,7 @@ from centra_pipeline.centra.http import prefetch
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.emulator.jsonenc import dumps
 
-from .conftest import SHOP_KEY, PlainServer, objs, raws, served, served_endpoint
+from .conftest import ORDER_KEY, SHOP_KEY, PlainServer, objs, raws, served, served_endpoint
 
 FILTER = "POST /products/filter"
 
@@ -72,6 +72,26 @@ def test_a_404_product_not_found_ends_the_read_quietly(plain: PlainServer, clien
     assert list(api.iter_products()) == []
     assert api.get_products(["500001"]) == []
     assert plain.requests == 2
+
+
+def test_a_server_that_ignores_offset_is_refused_not_paged_forever(
+    plain: PlainServer, clients
+) -> None:
+    """Both APIs page by offset through one mechanism; a proxy or server that drops the
+    offset would repeat page one forever. The Order API and the Shop API both stop."""
+    from centra_pipeline.centra.errors import CentraError
+
+    plain.answer(b'{"500001": {"product": "500001", "name": "Shirt"}}')
+    shop = clients.shop(None, url=plain.url, key=SHOP_KEY)
+    with pytest.raises(CentraError, match="ignores `offset`"):
+        list(shop.iter_products())
+    assert plain.requests == 2
+
+    plain.answer(b'{"status": "ok", "orders": [{"orderId": 1, "order": 1}]}')
+    order = clients.order(None, url=plain.url, key=ORDER_KEY)
+    with pytest.raises(CentraError, match="ignores `offset`"):
+        list(order.iter_orders())
+    assert plain.requests == 4
 
 
 def test_iter_products_is_lazy(emu: Emulator, clients) -> None:
