@@ -60,6 +60,10 @@ from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.failpoints import failpoint
 from centra_pipeline.lake import Lake, LoadManifest, LoadWriter, new_load_id
 from centra_pipeline.schema import STREAMS, Stream
+from centra_pipeline.settings import (
+    DEFAULT_CATALOGUE_FULL_READ_HOURS,
+    DEFAULT_ORDERS_LOOKBACK_DAYS,
+)
 from centra_pipeline.transform import flatten, record_hash
 from centra_pipeline.warehouse import Warehouse
 
@@ -68,7 +72,7 @@ log = logging.getLogger("centra_pipeline.extract")
 MODES = ("incremental", "full_refresh", "backfill", "refresh")
 CURSOR_FIELDS = {"orders": "orderDate", "returns": "date", "customers": "modified"}
 DEFAULT_OVERLAP = timedelta(hours=1)
-DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=24)
+DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=DEFAULT_CATALOGUE_FULL_READ_HOURS)
 SILK_PRODUCTS_PER_FILTER = 50  # product ids per POST /products/filter of a targeted read
 DEFAULT_RETURNS_LOOKBACK = timedelta(days=7)
 OPEN_RETURNS_PER_RUN = 100  # oldest-read first, so every open return is revisited in turn
@@ -80,7 +84,7 @@ class ExtractOptions:
     window_start: str | None = None  # backfill: naive store-local, inclusive
     window_end: str | None = None  # backfill: naive store-local, exclusive
     keys: tuple[Any, ...] = ()  # refresh: order numbers / return ids / customer ids
-    lookback: timedelta = timedelta(days=7)
+    lookback: timedelta = timedelta(days=DEFAULT_ORDERS_LOOKBACK_DAYS)
     overlap: timedelta = DEFAULT_OVERLAP
     page_size: int | None = None
     # catalogue: how often it is read in full (0 = every run); in between, changed products
@@ -300,15 +304,8 @@ class Extractor:
             assert shop is not None
             if mode == "backfill":
                 raise ValueError("the Shop API catalogue has no date filter to backfill by")
-            if mode == "full_refresh":  # everything is landed again
-                return _Plan(
-                    {"full_read": True},
-                    prefetch(shop.iter_products(page_size=size)),
-                    key_field="product",
-                    known_hashes={},
-                    track_keys=True,
-                )
-            index = self.warehouse.catalogue_index()
+            # With --full-refresh nothing counts as known, so everything is landed again.
+            index = {} if mode == "full_refresh" else self.warehouse.catalogue_index()
             known = {product: digest for product, (digest, _) in index.items()}
             if incremental and not self._catalogue_full_read_due(options):
                 return self._catalogue_changes(cursor, options, index, known)
@@ -407,9 +404,9 @@ class Extractor:
             for page in itertools.chain(
                 api.iter_products(modified=since), api.iter_stock(stock_modified=since)
             ):
-                changed.update(str(r.obj.get("productId")) for r in page.records)
+                ids = (r.obj.get("productId") for r in page.records)
+                changed.update(str(i) for i in ids if i is not None)
                 yield replace(page, records=[])
-            changed.discard("None")
             window["products_changed"] = len(changed)
             asked.update(changed)
             ordered = sorted(changed, key=lambda p: (len(p), p))

@@ -194,8 +194,7 @@ def run_sync(
     in_process: bool = True,
 ) -> RunSummary:
     """Run the sync job for `streams` (default all) and report progress to `out`."""
-    from centra_pipeline.defs.assets import SNAPSHOT_KEY, STREAM_ASSETS, lake_key, table_key
-    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, MULTIPROCESS_RUN_CONFIG
+    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, MULTIPROCESS_RUN_CONFIG, sync_keys
 
     names = streams or list(STREAMS)
     unknown = [s for s in names if s not in STREAMS]
@@ -203,11 +202,7 @@ def run_sync(
         raise ValueError(
             f"unknown stream(s) {', '.join(unknown)}; streams are {', '.join(STREAMS)}"
         )
-    selection: list[dg.AssetKey] = []
-    for name in names:
-        selection.append(lake_key(STREAMS[name]))
-        selection.extend(table_key(t) for t in STREAMS[name].tables)
-    selection.append(SNAPSHOT_KEY)
+    assets, checks = sync_keys(names)
     run_config: dict[str, Any] = {
         **(IN_PROCESS_RUN_CONFIG if in_process else MULTIPROCESS_RUN_CONFIG),
         "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
@@ -222,13 +217,10 @@ def run_sync(
 
         def execute() -> None:
             try:
-                # The streams' own checks only: freshness checks are the freshness sensor's
-                # (see jobs.sync_selection).
+                # A subset job rather than `asset_selection=`: that would add the selected
+                # assets' freshness checks back (see jobs.sync_keys).
                 job = dg.reconstructable(get_sync_job).get_subset(
-                    asset_selection=set(selection),
-                    asset_check_selection={
-                        key for name in names for key in STREAM_ASSETS[name].check_keys
-                    },
+                    asset_selection=assets, asset_check_selection=checks
                 )
                 result = dg.execute_job(
                     job,

@@ -55,20 +55,25 @@ def scheduled_run_config() -> dict:
     return IN_PROCESS_RUN_CONFIG if choice == "in_process" else MULTIPROCESS_RUN_CONFIG
 
 
-def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
-    """The streams' assets and the checks their steps evaluate. Freshness checks are left to
-    `centra_freshness_checks_sensor`: evaluated inside the run that just merged the table they
+def sync_keys(streams: list[str] | None = None) -> tuple[set[dg.AssetKey], set[dg.AssetCheckKey]]:
+    """What a sync of `streams` (default all) materializes and checks: each stream's lake and
+    tables, the snapshot, and the checks the stream steps evaluate. Freshness checks are left
+    to `centra_freshness_checks_sensor`: inside the run that has just merged the table they
     could only pass, and they would cost every run a step."""
     names = streams or list(STREAMS)
-    keys = []
+    assets: set[dg.AssetKey] = {SNAPSHOT_KEY}
+    checks: set[dg.AssetCheckKey] = set()
     for name in names:
         stream = STREAMS[name]
-        keys.append(lake_key(stream))
-        keys.extend(table_key(t) for t in stream.tables)
-    keys.append(SNAPSHOT_KEY)
-    return dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(
-        *(STREAM_ASSETS[name] for name in names)
-    )
+        assets.add(lake_key(stream))
+        assets.update(table_key(t) for t in stream.tables)
+        checks.update(STREAM_ASSETS[name].check_keys)
+    return assets, checks
+
+
+def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
+    assets, checks = sync_keys(streams)
+    return dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*checks)
 
 
 centra_sync_job = dg.define_asset_job(
