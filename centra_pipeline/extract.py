@@ -208,7 +208,7 @@ class Extractor:
         cursor_before: str | None,
     ) -> LoadManifest:
         """Page through the plan, flattening and writing each page; then commit the load."""
-        sessions = self._sessions(stream)
+        sessions = self._sessions()
         before = _request_totals(sessions)
         cursor_max: str | None = None
         server_start: datetime | None = None
@@ -223,7 +223,7 @@ class Extractor:
             records = page.records
             if plan.cursor_field:
                 cursor_max = _max_field(records, plan.cursor_field, cursor_max)
-            if plan.track_keys:
+            if plan.expected_keys is not None:
                 seen_keys.update(_key(r, plan.key_field) for r in records)
             if plan.known_hashes is not None:
                 records = [
@@ -251,12 +251,8 @@ class Extractor:
                 self.progress(progress)
         after = _request_totals(sessions)
         missing: list[Any] = []
-        if plan.requested_keys:
-            missing = [k for k in plan.requested_keys if k not in seen_keys]
-        elif plan.missing_among is not None:
-            missing = sorted(k for k in plan.missing_among() if k not in seen_keys)
-        elif plan.known_hashes is not None:
-            missing = sorted(set(plan.known_hashes) - seen_keys)
+        if plan.expected_keys is not None:
+            missing = [k for k in plan.expected_keys() if k not in seen_keys]
         return writer.commit(
             window=plan.window,
             cursor_before=cursor_before,
@@ -271,13 +267,10 @@ class Extractor:
         )
 
     # --------------------------------------------------------------------------------------
-    def _sessions(self, stream: Stream) -> list[Any]:
-        """The API sessions a read of `stream` uses (the catalogue's targeted read asks the
-        Order API which products changed), for its request counts."""
-        apis = [self.order_api] if stream.api == "order_api" else [self.shop_api]
-        if stream.name == "catalogue" and self.order_api is not None:
-            apis.append(self.order_api)
-        return [api.session for api in apis if api is not None]
+    def _sessions(self) -> list[Any]:
+        """The API sessions, for the request counts of a read (the catalogue's targeted
+        read uses both APIs; counts are before/after differences, so an idle one adds 0)."""
+        return [api.session for api in (self.order_api, self.shop_api) if api is not None]
 
     def _cursor_after(
         self,
@@ -304,9 +297,14 @@ class Extractor:
             assert shop is not None
             if mode == "backfill":
                 raise ValueError("the Shop API catalogue has no date filter to backfill by")
-            # With --full-refresh nothing counts as known, so everything is landed again.
-            index = {} if mode == "full_refresh" else self.warehouse.catalogue_index()
-            known = {product: digest for product, (digest, _) in index.items()}
+            index = self.warehouse.catalogue_index()
+            known: dict[str, str] | None = {p: digest for p, (digest, _) in index.items()}
+            # Land only what differs from the warehouse, except with --full-refresh, and
+            # while a landed load waits to be merged (a run died in between): compared with
+            # the warehouse alone, a product changed back since would not be landed, and the
+            # pending, older version would win the merge.
+            if mode == "full_refresh" or self.warehouse.pending_loads(self.lake, name):
+                known = None
             if incremental and not self._catalogue_full_read_due(options):
                 return self._catalogue_changes(cursor, options, index, known)
             return _Plan(
@@ -314,7 +312,7 @@ class Extractor:
                 prefetch(shop.iter_products(page_size=size)),
                 key_field="product",
                 known_hashes=known,
-                track_keys=True,
+                expected_keys=lambda: sorted(index),
             )
         api = self.order_api
         assert api is not None
@@ -326,7 +324,11 @@ class Extractor:
             }[name]
             keys = tuple(_int_keys(options.keys))
             return _Plan(
-                {label: list(keys)}, _lookups(keys, fetch), key_field=key_field, requested_keys=keys
+                {label: list(keys)},
+                _lookups(keys, fetch),
+                key_field=key_field,
+                requested_keys=keys,
+                expected_keys=lambda: keys,
             )
         if name in ("orders", "returns"):
             if mode == "backfill":
@@ -388,17 +390,16 @@ class Extractor:
         cursor: str,
         options: ExtractOptions,
         index: dict[str, tuple[str, Any]],
-        known: dict[str, str],
+        known: dict[str, str] | None,
     ) -> _Plan:
         """Re-read the catalogue products of the products the Order API reports changed."""
         api, shop = self.order_api, self.shop_api
         assert api is not None and shop is not None
         since = shift_local(cursor, -options.overlap)
         window: dict[str, Any] = {"changed_since": since}
-        asked: set[str] = set()
+        changed: set[str] = set()
 
         def pages() -> Iterator[Page]:
-            changed: set[str] = set()
             # The Order API pages come first, emptied: their `Date` is the cursor this load
             # proves (Centra's clock before anything was read), and nothing of them is landed.
             for page in itertools.chain(
@@ -408,23 +409,21 @@ class Extractor:
                 changed.update(str(i) for i in ids if i is not None)
                 yield replace(page, records=[])
             window["products_changed"] = len(changed)
-            asked.update(changed)
             ordered = sorted(changed, key=lambda p: (len(p), p))
             for start in range(0, len(ordered), SILK_PRODUCTS_PER_FILTER):
                 chunk = ordered[start : start + SILK_PRODUCTS_PER_FILTER]
                 yield from shop.iter_products(silk_products=chunk, page_size=options.page_size)
 
-        def missing_among() -> list[str]:
-            # Catalogue products of the changed products that the Shop API no longer returns.
-            return [p for p, (_, silk) in index.items() if str(silk) in asked]
+        def expected() -> list[str]:
+            # The catalogue products of the changed products: missing if not returned now.
+            return sorted(p for p, (_, silk) in index.items() if str(silk) in changed)
 
         return _Plan(
             window,
             prefetch(pages()),
             key_field="product",
             known_hashes=known,
-            track_keys=True,
-            missing_among=missing_among,
+            expected_keys=expected,
         )
 
 
@@ -452,14 +451,11 @@ class _Plan:
     pages: Iterable[Page]
     cursor_field: str | None = None
     key_field: str | None = None
-    requested_keys: tuple[Any, ...] = ()
-    known_hashes: dict[Any, str] | None = None
-    track_keys: bool = False
-    # keys that count as missing if not read (a targeted catalogue read); known after reading
-    missing_among: Callable[[], Iterable[Any]] | None = None
-
-    def __post_init__(self) -> None:
-        self.track_keys = self.track_keys or bool(self.requested_keys)
+    requested_keys: tuple[Any, ...] = ()  # a refresh's keys, for the manifest
+    known_hashes: dict[Any, str] | None = None  # land only records whose hash differs
+    # Keys Centra should return; those it does not are marked missing. Called after the
+    # read: a targeted catalogue read learns them while reading.
+    expected_keys: Callable[[], Iterable[Any]] | None = None
 
     def describe(self) -> str:
         if not self.window:

@@ -149,15 +149,85 @@ def test_catalogue_is_read_in_full_again_once_the_interval_has_passed(pipeline: 
     assert after_reset.window == {"full_read": True}
 
 
+@pytest.mark.parametrize(
+    ("api", "denied"), [("order", "GET /stock"), ("shop", "POST /products/filter")]
+)
+def test_a_targeted_catalogue_read_that_fails_changes_nothing(
+    pipeline: Pipeline, api: str, denied: str
+) -> None:
+    from centra_pipeline.centra.errors import CentraEndpointNotAllowed
+    from centra_pipeline.emulator.config import API_ENDPOINTS
+
+    pipeline.sync(["catalogue"])
+    pipeline.emu.tick(updated_products=5, advance_seconds=3600)
+    before = table_rows(pipeline)
+    state = pipeline.warehouse.state("catalogue")
+    loads = [m.load_id for m in pipeline.lake.loads("catalogue")]
+    allowed = [e for e in API_ENDPOINTS[api] if e != denied]
+    pipeline.emu.set_plugin(api, allowed_endpoints=allowed)
+    with pytest.raises(CentraEndpointNotAllowed, match=denied):
+        pipeline.sync(["catalogue"])
+    assert table_rows(pipeline) == before
+    assert pipeline.warehouse.state("catalogue").cursor == state.cursor
+    assert [m.load_id for m in pipeline.lake.loads("catalogue")] == loads
+    assert not list(pipeline.lake.root.glob("catalogue/**/*.tmp*"))
+    # Allowed again, the next run reads the same changes.
+    pipeline.emu.set_plugin(api, allowed_endpoints=None)
+    manifest, _ = pipeline.sync(["catalogue"])["catalogue"]
+    assert manifest.window["products_changed"] == 5
+    assert differences(pipeline, ["catalogue"]) == {}
+
+
+def _set_active(pipeline: Pipeline, product, active: bool) -> None:
+    """Take a product out of (or back into) the storefront in Centra."""
+    store = pipeline.emu.store
+    with store.lock:
+        product.active = active
+        store.catalog.product_modified[product.index] = store.now
+        store._cache.clear()
+
+
+def test_a_catalogue_load_left_unmerged_by_a_crash_never_outvotes_a_newer_read(
+    pipeline: Pipeline,
+) -> None:
+    """A run lands a change and dies before merging; Centra undoes the change; the next run
+    must land what it reads even though it equals the warehouse, or the older pending load
+    would win the merge."""
+    pipeline.sync(["catalogue"])
+    clean = table_rows(pipeline, exclude="_load_id, _extracted_at")
+    store = pipeline.emu.store
+    product = next(v.product for v in store.shop_variants() if len(v.product.variants) > 1)
+    pipeline.emu.tick(advance_seconds=600)
+    _set_active(pipeline, product, False)
+    crashed = pipeline.extract("catalogue")  # landed, never merged
+    assert crashed.missing_keys
+    pipeline.emu.tick(advance_seconds=600)
+    _set_active(pipeline, product, True)
+    pipeline.extract("catalogue")
+    pipeline.warehouse.merge_loads(pipeline.warehouse.pending_loads(pipeline.lake, "catalogue"))
+    assert table_rows(pipeline, exclude="_load_id, _extracted_at") == clean
+    assert differences(pipeline, ["catalogue"]) == {}
+
+
+def test_a_full_refresh_of_the_catalogue_marks_products_gone_from_it(pipeline: Pipeline) -> None:
+    pipeline.sync(["catalogue"])
+    store = pipeline.emu.store
+    product = next(v.product for v in store.shop_variants() if len(v.product.variants) > 1)
+    _set_active(pipeline, product, False)
+    manifest, merged = pipeline.sync(["catalogue"], mode="full_refresh")["catalogue"]
+    assert sorted(int(k) for k in manifest.missing_keys) == sorted(
+        v.shop_id for v in product.variants
+    )
+    assert merged.missing == len(product.variants)
+    assert differences(pipeline, ["catalogue"]) == {}
+
+
 def test_a_changed_product_gone_from_the_catalogue_is_marked_missing(pipeline: Pipeline) -> None:
     pipeline.sync(["catalogue"])
     store = pipeline.emu.store
     pipeline.emu.tick(advance_seconds=600)
     product = next(v.product for v in store.shop_variants() if len(v.product.variants) > 1)
-    with store.lock:
-        product.active = False  # taken out of the storefront in Centra
-        store.catalog.product_modified[product.index] = store.now
-        store._cache.clear()
+    _set_active(pipeline, product, False)
     manifest, merged = pipeline.sync(["catalogue"])["catalogue"]
     gone = sorted(v.shop_id for v in product.variants)
     assert "changed_since" in manifest.window

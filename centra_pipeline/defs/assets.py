@@ -302,8 +302,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         warehouse = centra.warehouse()
         if lake_key(stream) in selected:
             started = time.monotonic()
-            # The catalogue asks the Order API which products changed (see extract.py).
-            uses_order_api = stream.api == "order_api" or stream.name == "catalogue"
+            # The catalogue asks the Order API which products changed, when it is configured
+            # (without it, every catalogue read is a full one; see extract.py).
+            uses_order_api = stream.api == "order_api" or not settings.missing_order_api()
             api = centra.order_api() if uses_order_api else None
             shop = centra.shop_api() if stream.api == "shop_api" else None
 
