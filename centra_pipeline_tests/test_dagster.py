@@ -188,27 +188,63 @@ def test_duplicate_primary_keys_block_the_snapshot(centra_env, data_dir):
     assert (data_dir / "centra.duckdb").stat().st_mtime_ns == published
 
 
+def stored_text(path: Path) -> bytes:
+    """What a file holds, decoded: Parquet (zstd) and DuckDB files compress their strings,
+    so a secret inside them would not show in their raw bytes."""
+    if path.suffix == ".parquet":
+        rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
+        return repr(rows).encode()
+    if path.suffix == ".duckdb":
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT internal"
+            ).fetchall()
+            rows = [con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall() for s, t in tables]
+        return repr(rows).encode()
+    return path.read_bytes()
+
+
+def test_stored_text_finds_a_secret_in_compressed_files(tmp_path: Path) -> None:
+    """The leak test below would pass vacuously if it could not see inside these files."""
+    secret = "order-key-planted-3f9a"
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute(
+        "CREATE TABLE t AS SELECT 'x' || range::VARCHAR || ? AS v FROM range(5000)", [secret]
+    )
+    con.execute(f"COPY t TO '{tmp_path / 't.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    con.close()
+    for name in ("t.parquet", "t.duckdb"):
+        assert secret.encode() in stored_text(tmp_path / name)
+
+
 def test_no_secret_reaches_run_config_metadata_logs_or_files(centra_env, data_dir, capfd):
+    """A full sync, an incremental one (targeted catalogue read) and a failing one."""
     secrets = [
         centra_env.order_api_key,
         centra_env.shop_api_key,
         os.environ["CENTRA_WEBHOOK_SECRET"],
     ]
+    logged = ""
     with dg.instance_for_test() as instance:
-        result = run_sync_job(instance)
-        assert result.success
-        records = instance.get_records_for_run(result.run_id, limit=100_000).records
-        logged = json.dumps([r.event_log_entry.user_message for r in records])
-        logged += repr([r.event_log_entry.dagster_event for r in records])
-        run = instance.get_run_by_id(result.run_id)
-        logged += json.dumps(run.run_config) + json.dumps(run.tags)
+        assert run_sync_job(instance).success
+        centra_env.tick(new_orders=5, updated_products=3, advance_seconds=3600)
+        assert run_sync_job(instance).success
+        centra_env.set_plugin("shop", secret="a-key-the-pipeline-does-not-have")
+        assert not run_sync_job(instance).success  # 401 from the Shop API
+        for run in instance.get_runs():
+            records = instance.get_records_for_run(run.run_id, limit=100_000).records
+            logged += json.dumps([r.event_log_entry.user_message for r in records])
+            logged += repr([r.event_log_entry.dagster_event for r in records])
+            logged += json.dumps(run.run_config) + json.dumps(run.tags)
+    assert "401" in logged or "key" in logged.lower()  # the failure was recorded
     out, err = capfd.readouterr()
+    files = {path: stored_text(path) for path in data_dir.rglob("*") if path.is_file()}
+    assert any(p.suffix == ".parquet" for p in files) and any(p.suffix == ".duckdb" for p in files)
     for secret in secrets:
         assert secret not in logged
         assert secret not in out and secret not in err
-        for path in data_dir.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
+        for path, text in files.items():
+            assert secret.encode() not in text, path
 
 
 def test_workspace_and_instance_config_are_what_dagster_dev_loads() -> None:
