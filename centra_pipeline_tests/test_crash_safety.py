@@ -20,7 +20,7 @@ from centra_pipeline.schema import STREAMS, TABLES
 from centra_pipeline.warehouse import Warehouse
 from centra_pipeline_tests.conftest import TZ, Pipeline, running_emulator
 
-STREAMS_UNDER_TEST = ["orders", "returns"]
+STREAMS_UNDER_TEST = ["orders", "returns", "catalogue"]
 
 
 def sync_command(*extra: str) -> list[str]:
@@ -146,11 +146,20 @@ def test_sync_killed_then_rerun_equals_a_clean_run(
             updated_orders=20,
             new_returns=10,
             completed_returns=5,
+            updated_products=3,
             advance_seconds=3600,
         )
         clean.sync(STREAMS_UNDER_TEST)
+        warehouse = Warehouse(data_dir / "warehouse" / "warehouse.duckdb")
+        before = business_rows(warehouse)
+        loads_before = warehouse.query("SELECT count(*) FROM pipeline.load_log")
         kill_at(point, env, tmp_path, tmp_path / "reached")
-        if point == "warehouse.before_publish":
+        if point != "warehouse.before_publish":
+            # Killed before a commit: rows, cursors and load log exactly as before the run
+            # (the cursor and the data commit in the same transaction, or neither does).
+            assert business_rows(warehouse) == before
+            assert warehouse.query("SELECT count(*) FROM pipeline.load_log") == loads_before
+        else:
             # Merged and committed: the warehouse already holds the change.
             check_consistent(data_dir, clean.warehouse, finished=False)
         rerun = run_sync(env, tmp_path)
