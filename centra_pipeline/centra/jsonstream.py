@@ -71,18 +71,22 @@ def _walk_object(text: str, idx: int, on_member) -> int:
         idx += 1
 
 
+def _take_record(text: str, start: int, out: list[RawRecord]) -> int:
+    """Decode the object at `start` into `out` with its exact text; returns the end."""
+    obj, end = _decode_at(text, start)
+    if not isinstance(obj, dict):
+        raise MalformedJSON(f"record at character {start} is not an object")
+    out.append(RawRecord(obj, text[start:end]))
+    return end
+
+
 def _records_from_array(text: str, idx: int, out: list[RawRecord]) -> int:
     idx = _expect(text, idx, "[")
     idx = _skip_ws(text, idx)
     if idx < len(text) and text[idx] == "]":
         return idx + 1
     while True:
-        idx = _skip_ws(text, idx)
-        obj, end = _decode_at(text, idx)
-        if not isinstance(obj, dict):
-            raise MalformedJSON(f"record at character {idx} is not an object")
-        out.append(RawRecord(obj, text[idx:end]))
-        idx = _skip_ws(text, end)
+        idx = _skip_ws(text, _take_record(text, _skip_ws(text, idx), out))
         if idx >= len(text):
             raise MalformedJSON("JSON ends inside an array (truncated response?)")
         if text[idx] == "]":
@@ -93,14 +97,7 @@ def _records_from_array(text: str, idx: int, out: list[RawRecord]) -> int:
 
 
 def _records_from_keyed_object(text: str, idx: int, out: list[RawRecord]) -> int:
-    def take(_key: str, start: int) -> int:
-        obj, end = _decode_at(text, start)
-        if not isinstance(obj, dict):
-            raise MalformedJSON(f"record at character {start} is not an object")
-        out.append(RawRecord(obj, text[start:end]))
-        return end
-
-    return _walk_object(text, idx, take)
+    return _walk_object(text, idx, lambda _key, start: _take_record(text, start, out))
 
 
 def _finish(text: str, idx: int) -> None:
@@ -126,9 +123,7 @@ def parse_envelope(
     def member(key: str, value_start: int) -> int:
         if key == records_key and value_start < len(text) and text[value_start] in "[{":
             if single:
-                obj, end = _decode_at(text, value_start)
-                records.append(RawRecord(obj, text[value_start:end]))
-                return end
+                return _take_record(text, value_start, records)
             if text[value_start] == "[":
                 return _records_from_array(text, value_start, records)
             return _records_from_keyed_object(text, value_start, records)

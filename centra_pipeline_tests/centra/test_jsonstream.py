@@ -147,3 +147,8 @@ def test_malformed_messages_do_not_echo_the_body() -> None:
         parse_envelope(body, "orders")
     assert "secret@example.com" not in str(caught.value)
     assert "BROKEN" not in str(caught.value)
+
+
+def test_a_single_record_that_is_not_an_object_is_malformed() -> None:
+    with pytest.raises(MalformedJSON, match="not an object"):
+        parse_envelope('{"status":"ok","customer":[1,2]}', "customer", single=True)
