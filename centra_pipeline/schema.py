@@ -40,7 +40,6 @@ ORDER_STATUS_NAMES = {
     "5": "archived",
     "6": "cancelled",
 }
-FINAL_ORDER_STATUSES = frozenset({"completed", "archived", "cancelled"})
 
 
 def snake(name: str) -> str:
@@ -203,14 +202,6 @@ def _order_status_name(value: Any) -> Any:
     return ORDER_STATUS_NAMES.get(text, text)
 
 
-def _product_prices(record: dict[str, Any]) -> list[Row]:
-    prices = record.get("prices")
-    if not isinstance(prices, list):
-        return []
-    stock_item = record.get("stockItemId")
-    return [(p, {"@stock_item_id": stock_item}) for p in prices if isinstance(p, dict)]
-
-
 def _keyed_children(map_key: str, key_field: str, inject_key: str):
     """Shop API maps such as `items: {"<itemId>": {...}}` become rows with the map key."""
 
@@ -226,18 +217,6 @@ def _keyed_children(map_key: str, key_field: str, inject_key: str):
         ]
 
     return rows
-
-
-def _shop_markets(record: dict[str, Any]) -> list[Row]:
-    markets = record.get("markets")
-    if not isinstance(markets, dict):
-        return []
-    product = record.get("product")
-    return [
-        (value, {"@market_id": market_id, "@product": product})
-        for market_id, value in markets.items()
-        if isinstance(value, dict)
-    ]
 
 
 def _shop_prices(record: dict[str, Any]) -> list[Row]:
@@ -258,18 +237,6 @@ def _shop_prices(record: dict[str, Any]) -> list[Row]:
             if isinstance(price, dict)
         )
     return out
-
-
-def _shop_media(record: dict[str, Any]) -> list[Row]:
-    media = record.get("media")
-    if not isinstance(media, list):
-        return []
-    product = record.get("product")
-    return [
-        (m, {"@product": product, "@position": i})
-        for i, m in enumerate(media)
-        if isinstance(m, dict)
-    ]
 
 
 # --- columns shared by Order API product and stock rows ----------------------------------
@@ -621,7 +588,7 @@ PRODUCT_PRICES = Table(
     primary_key=("stock_item_id", "price_id"),
     parent="products",
     parent_key=("stock_item_id",),
-    rows=_product_prices,
+    rows=_children("prices", "stockItemId", "@stock_item_id"),
     columns=(
         c(
             "@stock_item_id",
@@ -755,7 +722,7 @@ SHOP_PRODUCT_MARKETS = Table(
     primary_key=("product", "market_id"),
     parent="shop_products",
     parent_key=("product",),
-    rows=_shop_markets,
+    rows=_keyed_children("markets", "@market_id", "@product"),
     columns=(
         c("@product", BIGINT, "Shop API product id", name="product", required=True),
         c("@market_id", BIGINT, "Market id", name="market_id", required=True),
@@ -797,7 +764,7 @@ SHOP_PRODUCT_MEDIA = Table(
     primary_key=("product", "media_position"),
     parent="shop_products",
     parent_key=("product",),
-    rows=_shop_media,
+    rows=_children("media", "product", "@product", "@position"),
     columns=(
         c("@product", BIGINT, "Shop API product id", name="product", required=True),
         c("@position", BIGINT, "Position", name="media_position", required=True),
