@@ -9,7 +9,6 @@ happen without a click.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import dagster as dg
@@ -25,7 +24,7 @@ from centra_pipeline.defs.jobs import centra_order_refresh_job, centra_sync_job,
 from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.defs.sensors import build_order_webhook_sensor
 from centra_pipeline.schema import STREAMS
-from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.settings import ConfigError, Settings, environment
 
 ENV_SYNC_CRON = "CENTRA_SYNC_CRON"  # the live demo syncs every few minutes, not hourly
 
@@ -40,7 +39,7 @@ def _configured() -> bool:
 
 def build_definitions() -> dg.Definitions:
     running = _configured()
-    cron = os.environ.get(ENV_SYNC_CRON, "").strip() or "0 * * * *"
+    cron = environment().get(ENV_SYNC_CRON, "").strip() or "0 * * * *"
     # Freshness: every stream's main table was merged within the last two hours (one missed
     # hourly run is tolerated). The parent tables also carry a FreshnessPolicy (Dagster's
     # newer mechanism, shown as freshness state); the check keeps a pass/fail history next to

@@ -77,7 +77,7 @@ class Secret:
     __str__ = __repr__
 
 
-def _environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+def environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """os.environ over the project's .env file (real variables win over the file)."""
     merged: dict[str, str] = {}
     for env_file in {project_root() / ".env", Path.cwd() / ".env"}:
@@ -121,7 +121,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
-        env = _environment(extra_env)
+        env = environment(extra_env)
 
         def text(name: str) -> str | None:
             value = env.get(name, "").strip()
@@ -183,10 +183,6 @@ class Settings:
     def inbox_path(self) -> Path:
         """The durable webhook inbox (SQLite, WAL mode)."""
         return self.data_dir / "webhooks" / "inbox.sqlite3"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.data_dir / "dagster"
 
     # Checks -------------------------------------------------------------------------------
     def missing_order_api(self) -> list[str]:

@@ -71,6 +71,25 @@ def test_definitions_load_without_any_centra_configuration(tmp_path: Path) -> No
     assert "STOPPED" in statuses  # nothing runs by itself until Centra is configured
 
 
+def test_schedule_settings_are_read_from_the_env_file_too(tmp_path: Path) -> None:
+    """Like every other setting, CENTRA_SYNC_CRON and CENTRA_SYNC_EXECUTOR may come from .env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CENTRA_")}
+    (tmp_path / ".env").write_text(
+        "CENTRA_SYNC_CRON=*/5 * * * *\nCENTRA_SYNC_EXECUTOR=in_process\n"
+    )
+    code = (
+        "from centra_pipeline.definitions import defs; "
+        "job = defs.resolve_job_def('centra_sync'); "
+        "print(defs.resolve_schedule_def('centra_hourly_sync').cron_schedule, "
+        "list(job.run_config['execution']['config']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["*/5", "*", "*", "*", "*", "['in_process']"]
+
+
 def test_a_run_without_configuration_says_what_to_set(data_dir: Path) -> None:
     with dg.instance_for_test() as instance:
         result = run_sync_job(instance)

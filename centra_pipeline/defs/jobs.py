@@ -8,8 +8,6 @@ in parallel steps and their merges queue on the warehouse lock.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from centra_pipeline.defs.assets import (
@@ -20,6 +18,7 @@ from centra_pipeline.defs.assets import (
     table_key,
 )
 from centra_pipeline.schema import STREAMS
+from centra_pipeline.settings import environment
 
 SYNC_JOB_NAME = "centra_sync"
 ORDER_REFRESH_JOB_NAME = "centra_order_refresh"
@@ -49,7 +48,7 @@ ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
 def scheduled_run_config() -> dict:
     """`CENTRA_SYNC_EXECUTOR=in_process` runs scheduled syncs in one process: better on a
     small machine that also hosts the emulator (the live demo does this)."""
-    choice = os.environ.get(ENV_SYNC_EXECUTOR, "multiprocess").strip().lower()
+    choice = environment().get(ENV_SYNC_EXECUTOR, "multiprocess").strip().lower()
     if choice not in ("multiprocess", "in_process"):
         raise ValueError(f"{ENV_SYNC_EXECUTOR} must be multiprocess or in_process, not {choice!r}")
     return IN_PROCESS_RUN_CONFIG if choice == "in_process" else MULTIPROCESS_RUN_CONFIG
