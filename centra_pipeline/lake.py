@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from centra_pipeline.centra.quirks import Coercions
 from centra_pipeline.failpoints import failpoint
 from centra_pipeline.schema import Stream
 from centra_pipeline.transform import Batch, Drift, lake_schema
@@ -112,9 +113,12 @@ class Lake:
     def stream_dir(self, stream: str) -> Path:
         return self.root / stream
 
-    def loads(self, stream: str, since_day: str | None = None) -> list[LoadManifest]:
+    def loads(
+        self, stream: str, since_day: str | None = None, skip: set[str] | frozenset = frozenset()
+    ) -> list[LoadManifest]:
         """Complete loads of a stream, oldest first (load ids sort by time); with `since_day`
-        ("YYYY-MM-DD"), only the day directories from that day on are read."""
+        ("YYYY-MM-DD"), only the day directories from that day on are read. Loads whose id
+        is in `skip` are left out without reading their manifests."""
         base = self.stream_dir(stream)
         if not base.exists():
             return []
@@ -123,16 +127,11 @@ class Lake:
             if since_day and day_dir.name.removeprefix("day=") < since_day:
                 continue
             for manifest_path in day_dir.glob(f"load=*/{MANIFEST}"):
-                if ".tmp-" in manifest_path.parent.name:
+                name = manifest_path.parent.name
+                if ".tmp-" in name or name.removeprefix("load=") in skip:
                     continue
                 found.append(LoadManifest.read(manifest_path.parent))
         return sorted(found, key=lambda m: m.load_id)
-
-    def load(self, stream: str, load_id: str) -> LoadManifest:
-        for manifest in self.loads(stream):
-            if manifest.load_id == load_id:
-                return manifest
-        raise KeyError(f"no complete load {load_id} of {stream} in {self.root}")
 
     def clean_abandoned(self, stream: str) -> list[Path]:
         """Remove partial loads whose writer process is gone (killed mid-extraction)."""
@@ -170,8 +169,7 @@ class LoadWriter:
             started_at=started_at.astimezone(UTC).isoformat(),
         )
         self._drift = Drift()
-        self._coercions: dict[str, int] = {}
-        self._coercion_samples: dict[str, str] = {}
+        self._coercions = Coercions()
         self._buffers: dict[str, list[pa.Table]] = {t.name: [] for t in stream.tables}
         self._buffered_rows: dict[str, int] = dict.fromkeys(self._buffers, 0)
         self._buffered_bytes: dict[str, int] = dict.fromkeys(self._buffers, 0)
@@ -185,9 +183,7 @@ class LoadWriter:
     def write(self, batch: Batch) -> None:
         self.manifest.records += batch.records
         self._drift.merge(batch.drift)
-        for column, n in batch.coercions.counts.items():
-            self._coercions[column] = self._coercions.get(column, 0) + n
-            self._coercion_samples.setdefault(column, batch.coercions.samples.get(column, ""))
+        self._coercions.merge(batch.coercions)
         for name, table in batch.tables.items():
             if table.num_rows == 0:
                 continue
@@ -238,8 +234,8 @@ class LoadWriter:
         self.manifest.finished_at = datetime.now(UTC).isoformat()
         self.manifest.drift = self._drift.fields
         self.manifest.coercions = {
-            column: {"count": n, "sample": self._coercion_samples.get(column, "")}
-            for column, n in self._coercions.items()
+            column: {"count": n, "sample": self._coercions.samples.get(column, "")}
+            for column, n in self._coercions.counts.items()
         }
         (self.tmp_dir / MANIFEST).write_text(self.manifest.to_json())
         failpoint("lake.before_commit")

@@ -79,7 +79,6 @@ class MergeResult:
     child_rows: dict[str, int] = field(default_factory=dict)
     cursor_before: str | None = None
     cursor_after: str | None = None
-    seconds: float = 0.0
     skipped: bool = False  # already merged earlier
 
 
@@ -257,21 +256,22 @@ class Warehouse:
         same data again since (merging it would be harmless, but scanning years of loads on
         every run would not be).
         """
-        with self.reader() as con:
-            if con is None or not _has_table(con, "pipeline", "load_log"):
-                merged: set[str] = set()
-                newest = None
-            else:
-                rows = con.execute(
-                    "SELECT load_id FROM pipeline.load_log WHERE stream = ?", [stream]
-                ).fetchall()
-                merged = {r[0] for r in rows}
-                newest = max(merged) if merged else None
+        merged: set[str] = set()
         since = None
-        if newest:
-            day = datetime.strptime(newest[:8], "%Y%m%d").date() - timedelta(days=1)
-            since = day.isoformat()
-        return [m for m in lake.loads(stream, since_day=since) if m.load_id not in merged]
+        with self.reader() as con:
+            if con is not None and _has_table(con, "pipeline", "load_log"):
+                (newest,) = con.execute(
+                    "SELECT max(load_id) FROM pipeline.load_log WHERE stream = ?", [stream]
+                ).fetchall()[0]
+                if newest:
+                    day = datetime.strptime(newest[:8], "%Y%m%d").date() - timedelta(days=1)
+                    since = day.isoformat()
+                    rows = con.execute(
+                        "SELECT load_id FROM pipeline.load_log WHERE stream = ? AND load_id >= ?",
+                        [stream, day.strftime("%Y%m%d")],
+                    ).fetchall()
+                    merged = {r[0] for r in rows}
+        return lake.loads(stream, since_day=since, skip=merged)
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         with self.reader() as con:
@@ -417,7 +417,6 @@ def _select_list(table: Table, alias: str) -> str:
 
 def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeResult:
     """Merge one load in one transaction: rows, child rows, missing keys, cursor, load log."""
-    started = time.monotonic()
     stream: Stream = STREAMS[manifest.stream]
     parent = stream.parent
     pk = parent.primary_key
@@ -503,7 +502,6 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                 [stream.name, new_cursor, manifest.load_id],
             )
         _record_drift(con, manifest)
-        result.seconds = time.monotonic() - started
         con.execute(
             """INSERT INTO pipeline.load_log VALUES
             (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
