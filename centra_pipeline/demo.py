@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -103,6 +104,24 @@ def _prepare_data_dir(settings: Settings) -> str | None:
     return None
 
 
+def emulator_env(emu: Any, settings: Settings) -> dict[str, str]:
+    """The configuration that points the pipeline at a running emulator (demo and dev)."""
+    return {
+        "CENTRA_ORDER_API_URL": emu.order_api_url,
+        "CENTRA_ORDER_API_KEY": emu.order_api_key,
+        "CENTRA_SHOP_API_URL": emu.shop_api_url,
+        "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+        "CENTRA_TIMEZONE": DEMO_TIMEZONE,
+        "CENTRA_DATA_DIR": str(settings.data_dir),
+        # The emulator is on loopback: no shared capacity to protect.
+        "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+    }
+
+
+def demo_customers(orders: int) -> int:
+    return max(1, orders // 5)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.ui:
         from centra_pipeline import dev
@@ -122,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     config = EmulatorConfig(
         orders=args.orders,
-        customers=args.customers or max(1, args.orders // 5),
+        customers=args.customers or demo_customers(args.orders),
         products=args.products or 300,
         seed=args.seed,
         timezone=DEMO_TIMEZONE,
@@ -132,18 +151,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.customers:,} customers, {config.products:,} products (seed {config.seed})"
     )
     with Emulator(config) as emu:
-        os.environ.update(
-            {
-                "CENTRA_ORDER_API_URL": emu.order_api_url,
-                "CENTRA_ORDER_API_KEY": emu.order_api_key,
-                "CENTRA_SHOP_API_URL": emu.shop_api_url,
-                "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-                "CENTRA_TIMEZONE": DEMO_TIMEZONE,
-                "CENTRA_DATA_DIR": str(settings.data_dir),
-                # The emulator is on loopback: no shared capacity to protect.
-                "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
-            }
-        )
+        os.environ.update(emulator_env(emu, settings))
         print(f"Emulator on {emu.base_url}; syncing into {settings.data_dir}\n")
         summary = run_sync()
     print_summary(summary)

@@ -96,7 +96,12 @@ def _stop(proc: subprocess.Popen | None, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centra_pipeline.demo import DEMO_TIMEZONE, _prepare_data_dir
+    from centra_pipeline.demo import (
+        DEMO_TIMEZONE,
+        _prepare_data_dir,
+        demo_customers,
+        emulator_env,
+    )
     from centra_pipeline.emulator import Emulator, EmulatorConfig
     from centra_pipeline.runner import print_summary, run_sync
 
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     webhook_url = f"http://127.0.0.1:{args.webhook_port}/webhooks/centra"
     config = EmulatorConfig(
         orders=args.orders,
-        customers=max(1, args.orders // 5),
+        customers=demo_customers(args.orders),
         products=200,
         seed=args.seed,
         timezone=DEMO_TIMEZONE,
@@ -126,14 +131,8 @@ def run(args: argparse.Namespace) -> int:
     with Emulator(config) as emu:
         env = {
             **os.environ,
-            "CENTRA_ORDER_API_URL": emu.order_api_url,
-            "CENTRA_ORDER_API_KEY": emu.order_api_key,
-            "CENTRA_SHOP_API_URL": emu.shop_api_url,
-            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+            **emulator_env(emu, settings),
             "CENTRA_WEBHOOK_SECRET": secret,
-            "CENTRA_TIMEZONE": DEMO_TIMEZONE,
-            "CENTRA_DATA_DIR": str(settings.data_dir),
-            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
             "CENTRA_SYNC_CRON": args.sync_cron,
             # The emulator shares this machine's cores: one process per sync run is faster
             # here than a process per stream (see defs/jobs.py).

@@ -70,7 +70,6 @@ from centra_pipeline.warehouse import Warehouse
 log = logging.getLogger("centra_pipeline.extract")
 
 MODES = ("incremental", "full_refresh", "backfill", "refresh")
-CURSOR_FIELDS = {"orders": "orderDate", "returns": "date", "customers": "modified"}
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=DEFAULT_CATALOGUE_FULL_READ_HOURS)
 SILK_PRODUCTS_PER_FILTER = 50  # product ids per POST /products/filter of a targeted read

@@ -1,9 +1,11 @@
 """Run the sync job from the command line, through Dagster, with progress a person can follow.
 
 `centra-pipeline sync` and `demo` execute the same Dagster job the hourly schedule runs
-(same steps, checks and metadata), in this process as the run orchestrator, with streams in
-parallel step processes. Runs land in the same Dagster instance as `dagster dev` (configured by
-the project's dagster.yaml, state under data/dagster), so they show up in the UI's run history.
+(same steps, checks and metadata), in this process, one stream after another: a step process
+per stream costs seconds of Dagster start-up, more than parallel extraction saves on a small
+machine (scheduled runs choose with CENTRA_SYNC_EXECUTOR). Runs land in the same Dagster
+instance as `dagster dev` (configured by the project's dagster.yaml, state under data/dagster),
+so they show up in the UI's run history.
 
 While the run executes in a worker thread, the main thread reads the run's event log and
 shows per-stream progress: a live table on a terminal, one log line per update otherwise.
@@ -35,8 +37,9 @@ CLI_RUN_TAG = "centra_pipeline/cli_run"
 def get_sync_job() -> dg.JobDefinition:
     """Module-level factory so Dagster can rebuild the job in step processes."""
     from centra_pipeline.definitions import defs
+    from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 
-    return defs.resolve_job_def("centra_sync")
+    return defs.resolve_job_def(SYNC_JOB_NAME)
 
 
 @contextmanager
@@ -191,10 +194,9 @@ def run_sync(
     streams: list[str] | None = None,
     stream_config: dict[str, dict[str, Any]] | None = None,
     out: TextIO = sys.stdout,
-    in_process: bool = True,
 ) -> RunSummary:
     """Run the sync job for `streams` (default all) and report progress to `out`."""
-    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, MULTIPROCESS_RUN_CONFIG, sync_keys
+    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, sync_keys
 
     names = streams or list(STREAMS)
     unknown = [s for s in names if s not in STREAMS]
@@ -204,7 +206,7 @@ def run_sync(
         )
     assets, checks = sync_keys(names)
     run_config: dict[str, Any] = {
-        **(IN_PROCESS_RUN_CONFIG if in_process else MULTIPROCESS_RUN_CONFIG),
+        **IN_PROCESS_RUN_CONFIG,
         "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
         # Dagster's own console logging would drown the progress; the event log has it all.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},

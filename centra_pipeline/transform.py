@@ -27,7 +27,19 @@ import pyarrow as pa
 from centra_pipeline.centra import quirks
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.quirks import Coercions, TypeDrift
-from centra_pipeline.schema import BIGINT, BOOL, DOUBLE, JSON, TEXT, TS, Column, Stream, Table
+from centra_pipeline.schema import (
+    BIGINT,
+    BOOL,
+    DOUBLE,
+    JSON,
+    META_LAKE_CHILD,
+    META_LAKE_PARENT,
+    TEXT,
+    TS,
+    Column,
+    Stream,
+    Table,
+)
 
 
 class MissingKey(ValueError):
@@ -53,17 +65,19 @@ def arrow_type(sql_type: str) -> pa.DataType:
 
 def lake_schema(table: Table) -> pa.Schema:
     fields = [pa.field(col.name, arrow_type(col.type)) for col in table.columns]
-    fields += [
-        pa.field("_load_id", pa.string()),
-        pa.field("_extracted_at", pa.timestamp("us", tz="UTC")),
-        pa.field("_seq", pa.int64()),
-    ]
-    if table.is_parent:
-        fields.append(pa.field("_hash", pa.string()))
-    fields.append(pa.field("_extra", pa.string()))
-    if table.is_parent:
-        fields.append(pa.field("_raw", pa.string()))
+    meta = META_LAKE_PARENT if table.is_parent else META_LAKE_CHILD
+    fields += [pa.field(name, _LAKE_META_TYPES[name]) for name in meta]
     return pa.schema(fields)
+
+
+_LAKE_META_TYPES = {
+    "_load_id": pa.string(),
+    "_extracted_at": pa.timestamp("us", tz="UTC"),
+    "_seq": pa.int64(),
+    "_hash": pa.string(),
+    "_extra": pa.string(),
+    "_raw": pa.string(),
+}
 
 
 @dataclass

@@ -73,7 +73,6 @@ class RateLimiter:
         self._clock = clock
         self._last = clock()
         self._lock = threading.Lock()
-        self.waited_seconds = 0.0
 
     def acquire(self) -> float:
         with self._lock:
@@ -82,7 +81,6 @@ class RateLimiter:
             self._last = now
             self._tokens -= 1.0
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-            self.waited_seconds += wait
         if wait > 0:
             time.sleep(wait)
         return wait
@@ -101,6 +99,10 @@ class RequestStats:
         with self._lock:
             self.requests += 1
             self.bytes += n_bytes
+
+    def count_wait(self, seconds: float) -> None:
+        with self._lock:
+            self.rate_limited_seconds += seconds
 
     def count_retry(self, reason: str) -> None:
         with self._lock:
@@ -123,7 +125,6 @@ class Response:
     status: int
     text: str
     headers: dict[str, str]
-    elapsed: float
     fetched_at: datetime
 
 
@@ -195,6 +196,7 @@ class CentraSession:
                 api=api_name,
             )
         self.base_url = base_url.rstrip("/")
+        self._host = parts.netloc
         self.api_name = api_name
         self.key_env = key_env
         self.config = config or HttpConfig()
@@ -281,11 +283,9 @@ class CentraSession:
     def _send(self, method: str, url: str, *, params, json_body) -> Response:
         waited = self.limiter.acquire()
         if waited:
-            with self.stats._lock:
-                self.stats.rate_limited_seconds += waited
-        t0 = time.monotonic()
+            self.stats.count_wait(waited)
         fetched_at = datetime.now(UTC)
-        host = urlsplit(url).netloc
+        host = self._host
         try:
             raw = self._http.request(
                 method,
@@ -344,7 +344,6 @@ class CentraSession:
             status=raw.status_code,
             text=text,
             headers={k.lower(): v for k, v in raw.headers.items()},
-            elapsed=time.monotonic() - t0,
             fetched_at=fetched_at,
         )
 

@@ -166,11 +166,9 @@ def column_int(column: str, values: list[Any], coercions: Coercions, keys=None) 
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         pass
     try:  # ids as strings ("83651"), the Order API's usual form; "" means none
-        strings = pa.array(values, type=pa.string())
-        strings = pc.if_else(
-            pc.equal(pc.utf8_trim_whitespace(strings), ""), pa.scalar(None, pa.string()), strings
-        )
-        return pc.cast(pc.utf8_trim_whitespace(strings), pa.int64())
+        trimmed = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
+        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+        return pc.cast(trimmed, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         pass
     out: list[int | None] = []
@@ -307,7 +305,7 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 
 def column_json(column: str, values: list[Any], coercions: Coercions, keys=None) -> pa.Array:
     return pa.array(
-        [None if v is None else ("[]" if v == [] else _encode_json(v)) for v in values],
+        [None if v is None else _encode_json(v) for v in values],
         type=pa.string(),
     )
 
