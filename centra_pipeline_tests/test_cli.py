@@ -72,6 +72,14 @@ def test_sync_state_and_query(configured, data_dir: Path) -> None:
     broken = cli("query", "SELECT * FROM no_such_table", env=configured)
     assert broken.returncode == 1 and "no_such_table" in broken.stderr
 
+    # Analysts read the published snapshot, never the pipeline's private warehouse: a change
+    # to the warehouse is invisible to `query` until the next publish.
+    published = query.stdout.splitlines()[1]
+    with Warehouse(data_dir / "warehouse" / "warehouse.duckdb").writer() as con:
+        con.execute("DELETE FROM orders")
+    again = cli("query", "SELECT count(*) AS n FROM orders", "--csv", env=configured)
+    assert again.stdout.splitlines() == ["n", published] and published != "0"
+
 
 def test_sync_options_backfill_and_full_refresh(configured, data_dir: Path) -> None:
     assert cli("sync", "--stream", "orders", env=configured).returncode == 0

@@ -470,3 +470,34 @@ def test_a_value_of_the_wrong_type_fails_the_load_and_changes_nothing(pipeline: 
     assert pipeline.warehouse.state("orders").cursor == cursor
     assert len(pipeline.lake.loads("orders")) == loads
     assert not list(pipeline.lake.stream_dir("orders").glob("day=*/load=*.tmp-*"))
+
+
+def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
+    """Flat memory (DESIGN §3.7): pages stream through extraction and landing; the one being
+    processed and the one prefetched are alive, never the whole stream."""
+    import gc
+    import weakref
+
+    from centra_pipeline.centra.order_api import OrderApi
+
+    alive: list[weakref.ref] = []
+    most = 0
+    iter_orders = OrderApi.iter_orders
+
+    def counted(self, **kwargs):
+        nonlocal most
+        for page in iter_orders(self, **kwargs):
+            gc.collect()
+            alive[:] = [ref for ref in alive if ref() is not None]
+            most = max(most, len(alive) + 1)
+            alive.append(weakref.ref(page))
+            yield page
+
+    pipeline.page_size = 40
+    OrderApi.iter_orders = counted
+    try:
+        manifest = pipeline.extract("orders")
+    finally:
+        OrderApi.iter_orders = iter_orders
+    assert manifest.pages > 10  # a stream of many pages
+    assert most <= 3, f"{most} pages alive at once"

@@ -20,9 +20,7 @@ from centra_pipeline.settings import ENV_SHOP_API_KEY, Secret
 API_NAME = "Shop API"
 ENDPOINT_PRODUCTS_FILTER = "POST /products/filter"
 ENDPOINT_PRODUCT_IDS = "GET /product-ids"
-ENDPOINT_PRODUCT = "GET /products/{id}"
 ENDPOINT_ALL_PRODUCTS = "GET /products"
-ENDPOINTS = (ENDPOINT_PRODUCTS_FILTER,)
 
 
 def _keyed(response: Response) -> tuple[list[RawRecord], Response]:
