@@ -501,3 +501,45 @@ def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
         OrderApi.iter_orders = iter_orders
     assert manifest.pages > 10  # a stream of many pages
     assert most <= 3, f"{most} pages alive at once"
+
+
+@pytest.mark.parametrize("bad", ["key_revoked", "truncated_after_first_page"])
+def test_a_read_that_fails_changes_nothing(pipeline: Pipeline, bad: str, monkeypatch) -> None:
+    """Bad input from Centra (DESIGN §3.6): a key that stops working, or bodies cut short from
+    the second page on (past the retries): a specific error, and no row, cursor or load
+    changes, although the first page was already landed in a temporary load."""
+    from centra_pipeline.centra.errors import CentraAuthError, CentraError
+    from centra_pipeline.centra.order_api import OrderApi
+
+    pipeline.sync(["orders"])
+    pipeline.emu.tick(new_orders=30, updated_orders=30, advance_seconds=3600)
+    before = table_rows(pipeline)
+    cursor = pipeline.warehouse.state("orders").cursor
+    loads = [m.load_id for m in pipeline.lake.loads("orders")]
+    iter_orders = OrderApi.iter_orders
+
+    def cut_after_first_page(self, **kwargs):
+        for number, page in enumerate(iter_orders(self, **kwargs), start=1):
+            if number == 1:
+                pipeline.emu.faults.set_rates(rate_truncate=1.0)
+            yield page
+
+    if bad == "key_revoked":  # rotated in Centra; the pipeline still has the old one
+        old_key = pipeline.emu.order_api_key
+        pipeline.emu.set_plugin("order", secret="a-new-key-the-pipeline-does-not-have")
+        monkeypatch.setattr(type(pipeline.emu), "order_api_key", property(lambda _: old_key))
+        expected, match = CentraAuthError, "CENTRA_ORDER_API_KEY"
+    else:
+        OrderApi.iter_orders = cut_after_first_page
+        expected, match = CentraError, "truncated"
+    pipeline.page_size = 20
+    try:
+        with pytest.raises(expected, match=match):
+            pipeline.sync(["orders"], lookback=3650)
+    finally:
+        OrderApi.iter_orders = iter_orders
+        pipeline.emu.faults.clear()
+    assert table_rows(pipeline) == before
+    assert pipeline.warehouse.state("orders").cursor == cursor
+    assert [m.load_id for m in pipeline.lake.loads("orders")] == loads
+    assert not list(pipeline.lake.root.glob("orders/**/*.tmp*"))
