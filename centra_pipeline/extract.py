@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from centra_pipeline.centra.http import prefetch
@@ -58,18 +59,38 @@ from centra_pipeline.centra.quirks import (
 )
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.failpoints import failpoint
+from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox
 from centra_pipeline.lake import Lake, LoadManifest, LoadWriter, new_load_id
+from centra_pipeline.reconcile import (
+    OPEN_STREAMS,
+    RECONCILE_MODES,
+    KeyIndex,
+    day_ranges,
+    request_window,
+)
 from centra_pipeline.schema import STREAMS, Stream
 from centra_pipeline.settings import (
     DEFAULT_CATALOGUE_FULL_READ_HOURS,
     DEFAULT_ORDERS_LOOKBACK_DAYS,
+    DEFAULT_RECONCILE_FULL_DAYS,
 )
 from centra_pipeline.transform import flatten, record_hash
 from centra_pipeline.warehouse import Warehouse
 
 log = logging.getLogger("centra_pipeline.extract")
 
-MODES = ("incremental", "full_refresh", "backfill", "refresh")
+MODES = ("incremental", "full_refresh", "backfill", "refresh", *RECONCILE_MODES)
+# The field holding each Order API stream's key (its table's primary key).
+KEY_FIELDS = {
+    "orders": "orderId",
+    "returns": "returnId",
+    "customers": "customerId",
+    "products": "stockItemId",
+    "stock": "stockItemId",
+}
+# Where each open pass finds its date: (table column, API reader).
+OPEN_DATE_COLUMNS = {"orders": "order_date", "returns": "date"}
+INBOX_EVENTS_PER_READ = 5000
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=DEFAULT_CATALOGUE_FULL_READ_HOURS)
 SILK_PRODUCTS_PER_FILTER = 50  # product ids per POST /products/filter of a targeted read
@@ -88,6 +109,11 @@ class ExtractOptions:
     page_size: int | None = None
     # catalogue: how often it is read in full (0 = every run); in between, changed products
     catalogue_full_read_every: timedelta = DEFAULT_CATALOGUE_FULL_READ_EVERY
+    # reconcile_auto: a stream whose last full reconciliation is this old gets a full one
+    reconcile_full_every: timedelta = timedelta(days=DEFAULT_RECONCILE_FULL_DAYS)
+    # orders: apply the webhook inbox's unapplied events (up to this seq; None = all stored)
+    apply_inbox: bool = True
+    inbox_through: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -99,7 +125,7 @@ class ExtractOptions:
             end = normalize_local(self.window_end)
             if start >= end:
                 raise ValueError(f"backfill window is empty: {start} is not before {end}")
-        if self.mode == "refresh" and not self.keys:
+        if self.mode == "refresh" and not self.keys and self.inbox_through is None:
             raise ValueError("a refresh needs the keys (order numbers, ids) to read")
         if (
             self.lookback < timedelta(0)
@@ -149,6 +175,7 @@ class Extractor:
         shop_api: ShopApi | None = None,
         progress: ProgressCallback | None = None,
         progress_interval: float = 2.0,
+        inbox_path: Path | None = None,
     ) -> None:
         self.lake = lake
         self.warehouse = warehouse
@@ -157,6 +184,7 @@ class Extractor:
         self.shop_api = shop_api
         self.progress = progress
         self.progress_interval = progress_interval
+        self.inbox_path = inbox_path
 
     # --------------------------------------------------------------------------------------
     def run(self, stream_name: str, options: ExtractOptions | None = None) -> LoadManifest:
@@ -168,9 +196,13 @@ class Extractor:
             raise ValueError(f"stream {stream_name} needs a Shop API client")
         if options.mode == "refresh" and stream_name not in ("orders", "returns", "customers"):
             raise ValueError(f"stream {stream_name} has no refresh by key")
+        if options.mode == "reconcile_auto":
+            options = replace(options, mode=self._reconcile_pass(stream_name, options))
         self.lake.clean_abandoned(stream_name)
         state = self.warehouse.state(stream_name)
         plan = self._plan(stream, options, state.cursor)
+        if stream_name == "orders":
+            plan = self._with_inbox(plan, options)
         started_at = datetime.now(UTC)
         load_id = new_load_id(stream_name, started_at)
         writer = self.lake.writer(stream, load_id, options.mode, started_at)
@@ -222,6 +254,12 @@ class Extractor:
             records = page.records
             if plan.cursor_field:
                 cursor_max = _max_field(records, plan.cursor_field, cursor_max)
+            if plan.index is not None:
+                flags = plan.index.changed(
+                    [_key(r, plan.key_field) for r in records],
+                    [record_hash(r.raw) for r in records],
+                )
+                records = [r for r, changed in zip(records, flags, strict=True) if changed]
             if plan.expected_keys is not None:
                 seen_keys.update(_key(r, plan.key_field) for r in records)
             if plan.known_hashes is not None:
@@ -252,6 +290,8 @@ class Extractor:
         missing: list[Any] = []
         if plan.expected_keys is not None:
             missing = [k for k in plan.expected_keys() if k not in seen_keys]
+        if plan.index is not None:
+            missing = plan.index.unseen()
         return writer.commit(
             window=plan.window,
             cursor_before=cursor_before,
@@ -263,6 +303,7 @@ class Extractor:
             bytes=after["bytes"] - before["bytes"],
             requested_keys=list(plan.requested_keys),
             missing_keys=missing,
+            inbox=plan.inbox,
         )
 
     # --------------------------------------------------------------------------------------
@@ -291,6 +332,12 @@ class Extractor:
         """What to read for this stream in this mode: the window, the pages, the cursor."""
         name, mode, size = stream.name, options.mode, options.page_size
         incremental = mode == "incremental" and cursor is not None
+        if mode == "reconcile_open" and name not in OPEN_STREAMS:
+            # Customers, products, stock and the catalogue have nothing that stays open:
+            # their modified filters and full reads see every change.
+            return _Plan({"reconcile": "open", "nothing_open": True}, [])
+        if mode in ("reconcile", "reconcile_open") and name != "catalogue":
+            return self._reconcile_plan(stream, options)
         if name == "catalogue":
             shop = self.shop_api
             assert shop is not None
@@ -306,8 +353,13 @@ class Extractor:
                 known = None
             if incremental and not self._catalogue_full_read_due(options):
                 return self._catalogue_changes(cursor, options, index, known)
+            # A full read is the catalogue's reconciliation: it lands only what changed and
+            # marks entries that left the catalogue.
+            window: dict[str, Any] = {"full_read": True}
+            if mode == "reconcile":
+                window["reconcile"] = "full"
             return _Plan(
-                {"full_read": True},
+                window,
                 prefetch(shop.iter_products(page_size=size)),
                 key_field="product",
                 known_hashes=known,
@@ -358,6 +410,179 @@ class Extractor:
         }[name]
         window = _modified_window(param, mode, cursor, options)
         return _Plan(window, prefetch(read(**window, page_size=size)), cursor_field=cursor_field)
+
+    # --- reconciliation (see reconcile.py) ---------------------------------------------------
+    def _reconcile_pass(self, stream: str, options: ExtractOptions) -> str:
+        """`reconcile_auto`: the full pass when the last one is at least the interval old (or
+        there was none), else the open pass."""
+        last = self.warehouse.last_full_reconcile(stream)
+        if last is None or datetime.now(UTC) - last >= options.reconcile_full_every:
+            return "reconcile"
+        return "reconcile_open"
+
+    def _reconcile_plan(self, stream: Stream, options: ExtractOptions) -> _Plan:
+        """Re-read a stream in full, or the days holding its open records, comparing each
+        record with the warehouse: only new and changed records are landed, and rows Centra
+        no longer returns are marked missing."""
+        api = self.order_api
+        assert api is not None
+        name, size = stream.name, options.page_size
+        # While a landed load waits to be merged (a run died in between), land everything
+        # read: compared with the warehouse alone, a record changed back since would not be
+        # landed, and the pending, older version would win the merge.
+        compare = not self.warehouse.pending_loads(self.lake, name)
+        read = {
+            "orders": api.iter_orders,
+            "returns": api.iter_returns,
+            "customers": api.iter_customers,
+            "products": api.iter_products,
+            "stock": api.iter_stock,
+        }[name]
+        if options.mode == "reconcile":
+            return _Plan(
+                {"reconcile": "full"},
+                prefetch(read(page_size=size)),
+                key_field=KEY_FIELDS[name],
+                index=self.warehouse.key_index(name, compare=compare),
+            )
+        # The open pass: the store-local days that hold open records, each run of
+        # consecutive days read as one date window (widened by a second each side, as the
+        # edges of Centra's order filters are undocumented). Every present row dated inside
+        # a window is expected back; rows just outside come back too and are compared.
+        ranges = day_ranges(self.warehouse.open_days(name, self.tz))
+        column = OPEN_DATE_COLUMNS[name]
+        windows, inside, widened = [], [], []
+        inside_params: list[Any] = []
+        widened_params: list[Any] = []
+        for day_range in ranges:
+            start, end = day_range.bounds()
+            window = request_window(start, end)
+            windows.append(window)
+            inside.append(f"({column} >= ? AND {column} < ?)")
+            inside_params += [
+                parse_local_datetime(start, self.tz),
+                parse_local_datetime(end, self.tz),
+            ]
+            widened.append(f"({column} >= ? AND {column} <= ?)")
+            widened_params += [
+                parse_local_datetime(window["newer_than"], self.tz),
+                parse_local_datetime(window["older_than"], self.tz),
+            ]
+        described: dict[str, Any] = {"reconcile": "open", "day_ranges": len(ranges)}
+        if ranges:
+            described["days"] = f"{ranges[0].first} .. {ranges[-1].last}"
+        if not ranges:
+            return _Plan(described, [], key_field=KEY_FIELDS[name])
+        index = self.warehouse.key_index(
+            name,
+            " OR ".join(widened),
+            widened_params,
+            expected=" OR ".join(inside),
+            expected_params=inside_params,
+            compare=compare,
+        )
+        pages = itertools.chain.from_iterable(read(**w, page_size=size) for w in windows)
+        return _Plan(described, prefetch(pages), key_field=KEY_FIELDS[name], index=index)
+
+    # --- the webhook inbox ---------------------------------------------------------------------
+    def _with_inbox(self, plan: _Plan, options: ExtractOptions) -> _Plan:
+        """Add the orders of webhook events no load has applied yet to an orders read.
+
+        The warehouse keeps a watermark per inbox (`pipeline.inbox_applied`), committed with
+        the load that applied the events: every event up to it has had its order re-read
+        after the event was stored. A load applies every unapplied event up to its target
+        (a sensor run's last seq, or the newest stored event for a sync), so whichever of
+        the sensor's runs and the syncs comes first applies an event, and the others find it
+        applied: no event is lost, and none is applied twice. A read of every order (a full
+        refresh or reconciliation) applies the events by reading everything after them; an
+        incremental read looks up only the orders its window does not cover.
+        """
+        if not options.apply_inbox or options.mode == "backfill" or self.inbox_path is None:
+            return plan
+        if not self.inbox_path.exists():
+            if options.inbox_through is not None:
+                raise ValueError(f"no webhook inbox at {self.inbox_path} to refresh from")
+            return plan
+        inbox = Inbox(self.inbox_path, readonly=True)
+        try:
+            inbox_id = inbox.inbox_id
+            after = self.warehouse.inbox_applied(inbox_id)
+            through = inbox.max_seq() if options.inbox_through is None else options.inbox_through
+            numbers: list[int] = []
+            seen: set[int] = set()
+            events = 0
+            cursor = after
+            while cursor < through:
+                batch = inbox.events_after(
+                    cursor, limit=INBOX_EVENTS_PER_READ, types=ORDER_REFRESH_TYPES
+                )
+                batch = [e for e in batch if e.seq <= through]
+                if not batch:
+                    break
+                for event in batch:
+                    events += 1
+                    try:
+                        number = int(event.object_id)
+                    except ValueError:
+                        continue  # not an order number: nothing to refresh
+                    if number not in seen:
+                        seen.add(number)
+                        numbers.append(number)
+                cursor = batch[-1].seq
+        finally:
+            inbox.close()
+        if through <= after:
+            if options.mode == "refresh" and options.inbox_through is not None:
+                # A sensor run whose events a sync (or a later run) has applied already.
+                plan.window = {"inbox": f"events up to seq {through} already applied"}
+                plan.pages, plan.requested_keys, plan.expected_keys = [], (), None
+            return plan
+        meta = {
+            "inbox_id": inbox_id,
+            "after_seq": after,
+            "through_seq": through,
+            "events": events,
+            "orders": len(numbers),
+        }
+        plan.inbox = meta
+        if options.mode in ("full_refresh", "reconcile") or (
+            options.mode == "incremental" and not plan.window
+        ):
+            return plan  # every order is read anyway, after the events were stored
+        if options.mode == "incremental" and "newer_than" in plan.window:
+            numbers = self._orders_before(numbers, plan.window["newer_than"])
+        if options.mode == "refresh":
+            # A sensor run: the orders of the events still unapplied, not its planned keys.
+            plan.window["order"] = numbers
+            plan.window["inbox"] = f"seq {after + 1}..{through}"
+            plan.pages = _lookups(tuple(numbers), self._order_lookup())
+            plan.requested_keys = tuple(numbers)
+            plan.expected_keys = lambda: numbers
+            return plan
+        plan.window["inbox_orders"] = len(numbers)
+        if numbers:
+            plan.pages = itertools.chain(plan.pages, _lookups(tuple(numbers), self._order_lookup()))
+        return plan
+
+    def _order_lookup(self) -> Callable[[Any], RawRecord | None]:
+        assert self.order_api is not None
+        return self.order_api.get_order
+
+    def _orders_before(self, numbers: list[int], newer_than: str) -> list[int]:
+        """The orders among `numbers` that an incremental window from `newer_than` does not
+        read: dated before it, or not in the warehouse."""
+        if not numbers or not self.warehouse.path.exists():
+            return numbers
+        start = parse_local_datetime(newer_than, self.tz)
+        covered = {
+            r[0]
+            for r in self.warehouse.query(
+                "SELECT order_id FROM main.orders WHERE order_id IN "
+                "(SELECT unnest(?::BIGINT[])) AND order_date >= ?",
+                [numbers, start],
+            )
+        }
+        return [n for n in numbers if n not in covered]
 
     def _open_returns_before(self, newer_than: str) -> list[int]:
         """Ids of returns still open (not completed) created before the window, those read
@@ -455,6 +680,10 @@ class _Plan:
     # Keys Centra should return; those it does not are marked missing. Called after the
     # read: a targeted catalogue read learns them while reading.
     expected_keys: Callable[[], Iterable[Any]] | None = None
+    # A reconciliation: the warehouse's keys and hashes; land only what differs, and mark
+    # the expected keys not returned as missing.
+    index: KeyIndex | None = None
+    inbox: dict[str, Any] | None = None  # webhook events this read applies
 
     def describe(self) -> str:
         if not self.window:

@@ -52,7 +52,7 @@ def new_load_id(stream: str, now: datetime | None = None) -> str:
 class LoadManifest:
     load_id: str
     stream: str
-    mode: str  # incremental | full_refresh | backfill | refresh
+    mode: str  # incremental | full_refresh | backfill | refresh | reconcile | reconcile_open
     started_at: str
     finished_at: str = ""
     window: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +70,8 @@ class LoadManifest:
     missing_keys: list[Any] = field(default_factory=list)  # asked for / known, not returned
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     coercions: dict[str, Any] = field(default_factory=dict)
+    # webhook events this load applied: {inbox_id, after_seq, through_seq, events, orders}
+    inbox: dict[str, Any] | None = None
     path: str = ""  # absolute directory, filled in when read
 
     def to_json(self) -> str:

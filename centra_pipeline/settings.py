@@ -11,6 +11,7 @@ reaches a log line, an exception or Dagster metadata by accident prints as `***`
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,12 +30,18 @@ ENV_MAX_RPS = "CENTRA_MAX_REQUESTS_PER_SECOND"
 ENV_ORDERS_LOOKBACK_DAYS = "CENTRA_ORDERS_LOOKBACK_DAYS"
 ENV_WEBHOOK_TOLERANCE = "CENTRA_WEBHOOK_TOLERANCE_SECONDS"
 ENV_CATALOGUE_FULL_READ_HOURS = "CENTRA_CATALOGUE_FULL_READ_HOURS"
+ENV_RECONCILE_CRON = "CENTRA_RECONCILE_CRON"
+ENV_RECONCILE_FULL_DAYS = "CENTRA_RECONCILE_FULL_DAYS"
+ENV_RECONCILE_WARN_SHARE = "CENTRA_RECONCILE_WARN_SHARE"
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_RPS = 10.0
 DEFAULT_ORDERS_LOOKBACK_DAYS = 7.0
 DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300
 DEFAULT_CATALOGUE_FULL_READ_HOURS = 24.0
+DEFAULT_RECONCILE_CRON = "30 3 * * *"  # daily, at a quiet hour
+DEFAULT_RECONCILE_FULL_DAYS = 7.0
+DEFAULT_RECONCILE_WARN_SHARE = 0.01
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -103,6 +110,22 @@ def _float(env: dict[str, str], name: str, default: float, *, zero_ok: bool = Fa
     return value
 
 
+def _share(env: dict[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default, zero_ok=True)
+    if value > 1:
+        raise ConfigError(f"{name} is a share between 0 and 1 (0.01 = 1%), got {value:g}")
+    return value
+
+
+def _cron(env: dict[str, str], name: str, default: str) -> str:
+    """Five cron fields (Dagster checks the rest when it builds the schedule)."""
+    value = env.get(name, "").strip() or default
+    fields = value.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
+        raise ConfigError(f"{name}={value!r} is not a cron expression (e.g. {default!r})")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     order_api_url: str | None = None
@@ -118,6 +141,12 @@ class Settings:
     # How often the Shop API catalogue is read in full; in between, only the products the
     # Order API reports changed are re-read (0 = a full read every run).
     catalogue_full_read_hours: float = DEFAULT_CATALOGUE_FULL_READ_HOURS
+    # The centra_reconcile schedule: when it runs, how often a stream gets the full pass
+    # (the other days: the pass over open orders and returns), and the share of what a
+    # pass read that it may repair before its check warns.
+    reconcile_cron: str = DEFAULT_RECONCILE_CRON
+    reconcile_full_days: float = DEFAULT_RECONCILE_FULL_DAYS
+    reconcile_warn_share: float = DEFAULT_RECONCILE_WARN_SHARE
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -161,6 +190,13 @@ class Settings:
                 ENV_CATALOGUE_FULL_READ_HOURS,
                 DEFAULT_CATALOGUE_FULL_READ_HOURS,
                 zero_ok=True,
+            ),
+            reconcile_cron=_cron(env, ENV_RECONCILE_CRON, DEFAULT_RECONCILE_CRON),
+            reconcile_full_days=_float(
+                env, ENV_RECONCILE_FULL_DAYS, DEFAULT_RECONCILE_FULL_DAYS, zero_ok=True
+            ),
+            reconcile_warn_share=_share(
+                env, ENV_RECONCILE_WARN_SHARE, DEFAULT_RECONCILE_WARN_SHARE
             ),
         )
 

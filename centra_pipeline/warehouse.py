@@ -37,6 +37,7 @@ import duckdb
 
 from centra_pipeline.failpoints import failpoint
 from centra_pipeline.lake import Lake, LoadManifest, pid_alive
+from centra_pipeline.reconcile import FINAL_ORDER_STATUSES, RECONCILE_MODES, Drift, KeyIndex
 from centra_pipeline.schema import (
     META_TYPES,
     STREAMS,
@@ -80,6 +81,7 @@ class MergeResult:
     cursor_before: str | None = None
     cursor_after: str | None = None
     skipped: bool = False  # already merged earlier
+    drift: Drift | None = None  # a reconciliation's findings
 
 
 def q(name: str) -> str:
@@ -128,7 +130,16 @@ PIPELINE_DDL = [
         bytes BIGINT,
         drift JSON,
         coercions JSON,
-        lake_path VARCHAR
+        lake_path VARCHAR,
+        reconciled JSON
+    )""",
+    # Webhook events applied to the warehouse: every event of the inbox up to applied_seq has
+    # had its order re-read and merged (written in the merge transaction of that load).
+    """CREATE TABLE IF NOT EXISTS pipeline.inbox_applied (
+        inbox_id VARCHAR PRIMARY KEY,
+        applied_seq BIGINT,
+        updated_at TIMESTAMPTZ,
+        last_load_id VARCHAR
     )""",
     """CREATE TABLE IF NOT EXISTS pipeline.schema_drift (
         stream VARCHAR,
@@ -301,6 +312,77 @@ class Warehouse:
             ).fetchall()[0]
         return started
 
+    def key_index(
+        self,
+        stream: str,
+        where: str = "",
+        params: list[Any] | None = None,
+        *,
+        expected: str = "true",
+        expected_params: list[Any] | None = None,
+        compare: bool = True,
+    ) -> KeyIndex:
+        """Keys and hashes of the stream's present rows (optionally narrowed by `where`);
+        `expected` says which of them Centra must return."""
+        table = STREAMS[stream].parent
+        (pk,) = table.primary_key
+        with self.reader() as con:
+            if con is None or not _has_table(con, "main", table.name):
+                return KeyIndex([], [], compare=compare)
+            condition = "_missing_since IS NULL" + (f" AND ({where})" if where else "")
+            arrays = con.execute(
+                f"SELECT {q(pk)} AS k, _hash AS h, ({expected}) AS e "
+                f"FROM main.{q(table.name)} WHERE {condition}",
+                [*(expected_params or []), *(params or [])],
+            ).fetchnumpy()
+        return KeyIndex(arrays["k"], arrays["h"], arrays["e"], compare=compare)
+
+    def open_days(self, stream: str, tz: str) -> list[Any]:
+        """Store-local days holding an order that is not archived or cancelled (or is on
+        hold / waiting for payment), or a return that is not completed."""
+        if stream == "orders":
+            table, column = "orders", "order_date"
+            condition = (
+                "(coalesce(order_status_name, '') NOT IN ("
+                + ", ".join(f"'{s}'" for s in FINAL_ORDER_STATUSES)
+                + ") OR coalesce(hold, false) OR coalesce(waiting_for_payment, false))"
+            )
+        elif stream == "returns":
+            table, column, condition = "returns", "date", "NOT coalesce(completed, false)"
+        else:
+            raise ValueError(f"stream {stream} has no open records to reconcile")
+        with self.reader() as con:
+            if con is None or not _has_table(con, "main", table):
+                return []
+            rows = con.execute(
+                f"SELECT DISTINCT CAST(timezone(?, {q(column)}) AS DATE) FROM main.{q(table)} "
+                f"WHERE _missing_since IS NULL AND {q(column)} IS NOT NULL AND {condition}",
+                [tz],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def last_full_reconcile(self, stream: str) -> datetime | None:
+        """When the newest merged full reconciliation of `stream` started (None: never)."""
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "load_log"):
+                return None
+            (started,) = con.execute(
+                "SELECT max(extracted_from) FROM pipeline.load_log "
+                "WHERE stream = ? AND mode = 'reconcile'",
+                [stream],
+            ).fetchall()[0]
+        return started
+
+    def inbox_applied(self, inbox_id: str) -> int:
+        """The inbox seq up to which every webhook event has been applied (0: none)."""
+        with self.reader() as con:
+            if con is None or not _has_table(con, "pipeline", "inbox_applied"):
+                return 0
+            rows = con.execute(
+                "SELECT applied_seq FROM pipeline.inbox_applied WHERE inbox_id = ?", [inbox_id]
+            ).fetchall()
+        return int(rows[0][0]) if rows else 0
+
     # --- merge -----------------------------------------------------------------------------
     def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
         """Merge complete lake loads, oldest first, each in its own transaction."""
@@ -385,6 +467,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create what is missing; add columns that the schema gained since the table was made."""
     for statement in PIPELINE_DDL:
         con.execute(statement)
+    load_log_columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'pipeline' AND table_name = 'load_log'"
+        ).fetchall()
+    }
+    if "reconciled" not in load_log_columns:  # warehouses made before reconciliation
+        con.execute("ALTER TABLE pipeline.load_log ADD COLUMN reconciled JSON")
     existing: dict[str, set[str]] = {}
     for table_name, column_name in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
@@ -502,9 +593,18 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                 [stream.name, new_cursor, manifest.load_id],
             )
         _record_drift(con, manifest)
+        if manifest.mode in RECONCILE_MODES:
+            result.drift = Drift(
+                read=manifest.records_read,
+                new=result.new,
+                changed=result.updated,
+                missing=result.missing,
+            )
+        if manifest.inbox:
+            _record_inbox_applied(con, manifest)
         con.execute(
             """INSERT INTO pipeline.load_log VALUES
-            (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 manifest.load_id,
                 manifest.stream,
@@ -528,6 +628,7 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
                 json.dumps(manifest.drift),
                 json.dumps(manifest.coercions),
                 manifest.path,
+                json.dumps(result.drift.as_dict()) if result.drift else None,
             ],
         )
         failpoint("warehouse.before_commit")
@@ -592,6 +693,18 @@ def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
     ).fetchall()[0][0]
     con.execute("DROP TABLE temp.missing_keys")
     return count
+
+
+def _record_inbox_applied(con, manifest: LoadManifest) -> None:
+    """Move the inbox watermark to the events this load applied (never backwards)."""
+    inbox = manifest.inbox
+    con.execute(
+        """INSERT INTO pipeline.inbox_applied VALUES (?, ?, now(), ?)
+        ON CONFLICT (inbox_id) DO UPDATE SET
+            applied_seq = greatest(inbox_applied.applied_seq, excluded.applied_seq),
+            updated_at = excluded.updated_at, last_load_id = excluded.last_load_id""",
+        [inbox["inbox_id"], int(inbox["through_seq"]), manifest.load_id],
+    )
 
 
 def _record_drift(con, manifest: LoadManifest) -> None:

@@ -128,6 +128,7 @@ class Pipeline:
             shop_api=ShopApi.connect(
                 self.emu.shop_api_url, self.emu.shop_api_key, config=FAST_HTTP, page_size=50
             ),
+            inbox_path=self.settings.inbox_path,
         )
 
     def extract(self, stream: str, **options: Any) -> LoadManifest:
