@@ -14,14 +14,20 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from centra_pipeline.settings import Settings
 
+if TYPE_CHECKING:
+    from centra_pipeline.emulator import EmulatorConfig
+
 MARKER = ".centra-demo"
+# The synthetic store of `demo`, `demo --ui` and `dev`, defined once so the three agree.
 DEFAULT_ORDERS = 20_000
+DEFAULT_PRODUCTS = 300
+DEFAULT_SEED = 42
 DEMO_TIMEZONE = "Europe/Stockholm"
 
 EXAMPLE_QUERIES = [
@@ -58,7 +64,8 @@ GROUP BY ALL ORDER BY gross DESC LIMIT 5""",
 ]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store-size options, shared by `demo` (with and without --ui) and `dev`."""
     parser.add_argument(
         "--orders",
         type=int,
@@ -66,8 +73,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})",
     )
     parser.add_argument("--customers", type=int, help="customers (default orders / 5)")
-    parser.add_argument("--products", type=int, help="products (default 300)")
-    parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
+    parser.add_argument("--products", type=int, help=f"products (default {DEFAULT_PRODUCTS})")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"store seed (default {DEFAULT_SEED})"
+    )
+
+
+def store_config(args: argparse.Namespace, **settings: Any) -> EmulatorConfig:
+    """The emulator configuration of the demo's store from the store-size options; `settings`
+    adds the rest (port, webhooks)."""
+    from centra_pipeline.emulator import EmulatorConfig
+
+    return EmulatorConfig(
+        orders=args.orders,
+        customers=args.customers or demo_customers(args.orders),
+        products=args.products or DEFAULT_PRODUCTS,
+        seed=args.seed,
+        timezone=DEMO_TIMEZONE,
+        **settings,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_store_arguments(parser)
     parser.add_argument(
         "--ui",
         action="store_true",
@@ -127,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         from centra_pipeline import dev
 
         return dev.run(args)
-    from centra_pipeline.emulator import Emulator, EmulatorConfig
+    from centra_pipeline.emulator import Emulator
     from centra_pipeline.runner import print_summary, run_sync
 
     if args.orders < 1:
@@ -139,13 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"centra-pipeline: {problem}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    config = EmulatorConfig(
-        orders=args.orders,
-        customers=args.customers or demo_customers(args.orders),
-        products=args.products or 300,
-        seed=args.seed,
-        timezone=DEMO_TIMEZONE,
-    )
+    config = store_config(args)
     print(
         f"Starting the Centra emulator: {config.orders:,} orders, "
         f"{config.customers:,} customers, {config.products:,} products (seed {config.seed})"

@@ -1,6 +1,7 @@
 """`centra-pipeline dev` (also `centra-pipeline demo --ui`): the whole product, live, locally.
 
-1. the Centra emulator on loopback, sending signed order webhooks to
+1. the Centra emulator on loopback, with the demo's store (`demo.store_config`: the same
+   default size as `centra-pipeline demo`), sending signed order webhooks to
 2. the webhook receiver (`centra-pipeline webhook-server`, a subprocess), which stores them in
    the inbox under CENTRA_DATA_DIR;
 3. an initial full sync, so the UI has data and lineage to show;
@@ -26,7 +27,6 @@ import urllib.request
 
 from centra_pipeline.settings import Settings, project_root
 
-DEFAULT_ORDERS = 5_000
 DEFAULT_TICK_SECONDS = 5.0
 DEFAULT_SYNC_CRON = "*/5 * * * *"
 TICK = {
@@ -40,14 +40,10 @@ TICK = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    if not any(a.dest == "orders" for a in parser._actions):
-        parser.add_argument(
-            "--orders",
-            type=int,
-            default=DEFAULT_ORDERS,
-            help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})",
-        )
-        parser.add_argument("--seed", type=int, default=42, help="store seed (default 42)")
+    if not any(a.dest == "orders" for a in parser._actions):  # `demo` has added them already
+        from centra_pipeline.demo import add_store_arguments
+
+        add_store_arguments(parser)
     parser.add_argument(
         "--tick-every",
         type=float,
@@ -96,13 +92,8 @@ def _stop(proc: subprocess.Popen | None, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centra_pipeline.demo import (
-        DEMO_TIMEZONE,
-        _prepare_data_dir,
-        demo_customers,
-        emulator_env,
-    )
-    from centra_pipeline.emulator import Emulator, EmulatorConfig
+    from centra_pipeline.demo import _prepare_data_dir, emulator_env, store_config
+    from centra_pipeline.emulator import Emulator
     from centra_pipeline.runner import print_summary, run_sync
 
     settings = Settings.from_env()
@@ -116,15 +107,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     secret = secrets.token_hex(16)
     webhook_url = f"http://127.0.0.1:{args.webhook_port}/webhooks/centra"
-    config = EmulatorConfig(
-        orders=args.orders,
-        customers=demo_customers(args.orders),
-        products=200,
-        seed=args.seed,
-        timezone=DEMO_TIMEZONE,
-        port=args.emulator_port,
-        webhook_url=webhook_url,
-        webhook_secret=secret,
+    config = store_config(
+        args, port=args.emulator_port, webhook_url=webhook_url, webhook_secret=secret
     )
     receiver = dagster = None
     stop = threading.Event()

@@ -17,6 +17,7 @@ import contextlib
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from queue import Empty, Queue
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -175,6 +176,20 @@ def _looks_like_html(text: str) -> bool:
     return text.lstrip()[:1] == "<"
 
 
+def normalize_base_url(base_url: str) -> str:
+    """A configured plugin URL without trailing slashes and with runs of slashes in its path
+    merged: `https://x.centra.com/api/order/` and `.../api//order` both become
+    `https://x.centra.com/api/order`, so every request path is built the same way."""
+    parts = urlsplit(base_url.strip())
+    path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def join_url(base_url: str, path: str) -> str:
+    """`base_url` + `/` + `path`, with exactly one slash between them."""
+    return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
 class CentraSession:
     """One plugin endpoint (Order API or Shop API) and its key."""
 
@@ -195,7 +210,7 @@ class CentraSession:
                 "https://<store>.centra.com/api/<plugin uri>",
                 api=api_name,
             )
-        self.base_url = base_url.rstrip("/")
+        self.base_url = normalize_base_url(base_url)
         self._host = parts.netloc
         self.api_name = api_name
         self.key_env = key_env
@@ -234,7 +249,7 @@ class CentraSession:
         a dropped connection. With `not_found_ok`, HTTP 404 with a JSON body raises
         CentraNotFound instead of CentraURLError (single-object lookups).
         """
-        url = self.base_url + path
+        url = join_url(self.base_url, path)
         started = time.monotonic()
         attempt = 0
         while True:

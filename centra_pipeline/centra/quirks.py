@@ -222,9 +222,14 @@ def column_decimal(
 ) -> pa.Array:
     """Money and rates as DECIMAL(precision, scale).
 
-    Numbers arrive as JSON numbers or strings ("329.00"). We go through float64 (exact for
-    every value Centra prints with <= 15 significant digits) and round to `scale`; a value
-    that changes under that rounding is counted as a coercion, never passed silently.
+    Numbers arrive as JSON numbers (`329.1`, parsed as the nearest float64) or strings
+    (`"329.10"`). Both go through float64, which holds every value Centra prints with <= 15
+    significant digits as the float nearest to it, and Arrow rounds that float to `scale`
+    decimals, so `329.1` and `"329.10"` give the same DECIMAL 329.1000, never 329.0999...
+    A value that changes under that rounding is counted as a coercion, never passed silently.
+    "Changes" allows for float64's own precision: the decimal read back as a float may be one
+    unit in the last place off, which from about 500,000 up exceeds 10^-(scale+6) (e.g. at
+    1234567.89) without any digit having been dropped.
     """
     floats = column_float(column, values, coercions, keys)
     dec_type = pa.decimal128(precision, scale)
@@ -243,8 +248,11 @@ def column_decimal(
         )
         raise _drift(column, values, bad, f"a number below 10^{precision - scale}", keys) from None
     back = pc.cast(decimals, pa.float64())
+    # 2^-50 of the value is 4 units in the last place of a float64: above float noise, far
+    # below a dropped decimal (>= 10^-(scale+1) for a value with one decimal too many).
+    tolerance = pc.max_element_wise(pc.multiply(pc.abs(floats), 2.0**-50), 0.5 * 10 ** -(scale + 6))
     changed = pc.and_kleene(
-        pc.is_valid(floats), pc.greater(pc.abs(pc.subtract(floats, back)), 0.5 * 10 ** -(scale + 6))
+        pc.is_valid(floats), pc.greater(pc.abs(pc.subtract(floats, back)), tolerance)
     )
     n_changed = pc.sum(changed).as_py() or 0
     if n_changed:

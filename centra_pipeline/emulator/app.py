@@ -1,15 +1,19 @@
 """Routing between the three areas (Order API, Shop API, admin API) and request statistics.
 
 Paths: `/api/order/...`, `/api/shop/...`, `/_emulator/...`; anything else gets the HTML 404 a
-user with a wrong base URL would see from a web server. The admin API has no authentication:
-the emulator binds to loopback by default and the admin API is for tests and demos.
+user with a wrong base URL would see from a web server. Runs of slashes in a path count as one
+(`/api/order//orders` is `/api/order/orders`), as Centra's web server merges them and clients
+such as tap-centra rely on it. The admin API has no authentication: the emulator binds to
+loopback by default and the admin API is for tests and demos.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from email.message import Message
 from email.utils import formatdate
@@ -31,6 +35,24 @@ _HTML_404 = (
     "<p>Centra emulator: the Order API is under /api/order, the Shop API under /api/shop.</p>\n"
     "</body></html>\n"
 )
+_SLASHES = re.compile(r"/{2,}")
+
+
+def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
+    """An HTTP request target -> (path with runs of slashes merged, query parameters).
+
+    An origin-form target (`/api/order//orders?limit=5`) is split by hand: `urlsplit` would
+    read a leading `//api` as a host name. Absolute-form targets (`http://host/path`) keep
+    only their path.
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        path = path.partition("#")[0]
+        query = query.partition("#")[0]
+    else:
+        parts = urllib.parse.urlsplit(target)
+        path, query = parts.path or "/", parts.query
+    return _SLASHES.sub("/", path), urllib.parse.parse_qs(query, keep_blank_values=True)
 
 
 class App:

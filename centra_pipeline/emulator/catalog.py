@@ -401,9 +401,16 @@ class Catalog:
             "ean": item.ean,
         }
 
-    def product_row(self, item: Item, clock: StoreClock) -> dict[str, object]:
+    def product_row(
+        self, item: Item, clock: StoreClock, *, prices_as_numbers: bool = False
+    ) -> dict[str, object]:
         """One GET /products row: the docs example's fields, plus createdAt and taxPercent
-        (seen by tap-centra)."""
+        (seen by tap-centra).
+
+        `prices[].price` is a string ("329.00") as in the docs example, or with
+        `prices_as_numbers` a JSON number (329, 59.95) like every other amount; campaign
+        prices are JSON numbers either way, as in the docs example.
+        """
         product = item.variant.product
         row = self._identity(item)
         kind = product.kind
@@ -422,7 +429,7 @@ class Catalog:
             prices.append(
                 {
                     "id": str(market.pricelist_id),
-                    "price": money_str(cents),
+                    "price": money(cents) if prices_as_numbers else money_str(cents),
                     "pricelist": market.pricelist_name,
                     "currency": market.currency,
                     "campaigns": campaigns,

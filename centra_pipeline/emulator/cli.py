@@ -162,6 +162,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     api.add_argument(
         "--no-custom-attributes", action="store_true", help="no order_attr_* keys on orders"
     )
+    api.add_argument(
+        "--product-prices-as-numbers",
+        action="store_true",
+        help='GET /products prices[].price as JSON numbers (329) instead of strings ("329.00")',
+    )
+    api.add_argument(
+        "--returns-offset",
+        action="store_true",
+        help="GET /returns also honours `offset` (it then takes precedence over `page`)",
+    )
 
     plugin = parser.add_argument_group("plugin settings")
     plugin.add_argument(
@@ -312,6 +322,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         type_style=args.type_style,
         custom_attributes=not args.no_custom_attributes,
         orders_sort=args.orders_sort,
+        product_prices_as_numbers=args.product_prices_as_numbers,
+        returns_offset=args.returns_offset,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         webhook_batch_size=args.webhook_batch_size,

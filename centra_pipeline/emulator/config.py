@@ -111,6 +111,8 @@ class EmulatorConfig:
     orders_newer_than_inclusive: bool = True
     orders_older_than_inclusive: bool = False
     after_filters_inclusive: bool = True  # customers created/modified, products created/modified
+    product_prices_as_numbers: bool = False  # GET /products prices[].price: "329.00" or 329
+    returns_offset: bool = False  # GET /returns also honours `offset` (over `page`)
     # webhooks
     webhook_url: str | None = None
     webhook_secret: str | None = None
@@ -174,6 +176,9 @@ class EmulatorConfig:
         _require_choice("type_style", self.type_style, ("docs", "observed"))
         _require_choice("orders_sort", self.orders_sort, ("asc", "desc"))
         _require_choice("webhook_encoding", self.webhook_encoding, ("php", "rfc3986"))
+        for name in ("product_prices_as_numbers", "returns_offset"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret must be set together")
         if self.webhook_url is not None and not self.webhook_url.startswith(

@@ -134,6 +134,9 @@ def _single_order(store: Store, number: int, q: OrderQuery) -> np.ndarray:
 def get_returns(store: Store, query: Query, _: str | None) -> dict[str, object]:
     limit = _limit(store, query)
     page = _int(query, "page", default=1, minimum=1) or 1
+    # Documented paging is `limit` + `page`; with `returns_offset`, an `offset` (when given)
+    # selects the start instead and takes precedence over `page` (docs/emulator.md).
+    offset = _int(query, "offset") if store.cfg.returns_offset else None
     q = ReturnQuery(
         newer_than=_date(query, "newer_than"),
         older_than=_date(query, "older_than"),
@@ -151,7 +154,7 @@ def get_returns(store: Store, query: Query, _: str | None) -> dict[str, object]:
             if store.hasher.hex32(int(store.returns.order_index[i]), "order/selection") == selection
         ]
         indices = np.asarray(keep, dtype=np.int64)
-    start = (page - 1) * limit
+    start = (page - 1) * limit if offset is None else offset
     return {"status": "ok", "returns": store.render_returns(indices[start : start + limit])}
 
 
@@ -232,7 +235,7 @@ def _product_rows(store: Store, query: Query, *, stock: bool) -> dict[str, objec
     if stock:
         rows = [catalog.stock_row(item, include_physical=include_physical) for item in window]
     else:
-        rows = [catalog.product_row(item, clock) for item in window]
+        rows = [store.product_row(item) for item in window]
     # Key order as in the docs: status, products, previous, next.
     ordered: dict[str, object] = {"status": "ok", "products": rows}
     for key in ("previous", "next"):

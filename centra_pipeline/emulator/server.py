@@ -16,14 +16,10 @@ import socket
 import struct
 import threading
 import time
-import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
+from .app import App, split_target
 from .responses import Response
-
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger(__name__)
 _MAX_BODY = 10 * 1024 * 1024
@@ -127,9 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         app = self.server.app
-        parts = urllib.parse.urlsplit(self.path)
-        path = parts.path
-        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        path, query = split_target(self.path)
         try:
             body = self._read_body()
         except (ValueError, OSError):

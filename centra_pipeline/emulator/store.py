@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import MARKETS, Catalog
+from .catalog import MARKETS, Catalog, Item
 from .clock import StoreClock, parse_local
 from .config import API_ENDPOINTS, EmulatorConfig, PluginSettings
 from .customers import CustomerTable
@@ -473,10 +473,16 @@ class Store:
             with self.lock:
                 yield self.customers.render(cid)
 
+    def product_row(self, item: Item) -> dict[str, object]:
+        """One GET /products row, rendered as this store's configuration says."""
+        return self.catalog.product_row(
+            item, self.clock, prices_as_numbers=self.cfg.product_prices_as_numbers
+        )
+
     def iter_product_rows(self) -> Iterator[dict[str, object]]:
         for item in self.catalog.items:
             with self.lock:
-                yield self.catalog.product_row(item, self.clock)
+                yield self.product_row(item)
 
     def iter_stock_rows(self) -> Iterator[dict[str, object]]:
         for item in self.catalog.items:

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from centra_pipeline.centra.jsonstream import parse_envelope
 from centra_pipeline.centra.quirks import (
     Coercions,
     TypeDrift,
@@ -130,6 +131,29 @@ def test_money_converters() -> None:
     assert coercions.counts == {"v": 1}  # 0.129 was rounded, and that is counted
     with pytest.raises(TypeDrift):
         column_decimal("v", [1e17], Coercions(), 18, 2)  # does not fit DECIMAL(18, 2)
+
+
+def test_json_numbers_and_price_strings_load_as_the_same_exact_decimals() -> None:
+    """A price sent as a JSON number (329.1, parsed as the nearest float) and as a string
+    ("329.10") is the same DECIMAL, without a binary rounding error, and large amounts whose
+    float64 is a hair off their decimal are not counted as rounded."""
+    texts = ["329.10", "0.10", "59.95", "0.30", "2.67", "1234567.89", "99999999.99", "-150.07"]
+    numbers_doc = '{"status":"ok","products":[' + ",".join(f'{{"price":{t}}}' for t in texts) + "]}"
+    _, records = parse_envelope(numbers_doc, "products")
+    numbers = [r.obj["price"] for r in records]
+    assert all(isinstance(n, float) for n in numbers)
+    expected = [Decimal(t) for t in texts]
+    for scale in (2, 4):
+        coercions = Coercions()
+        from_numbers = column_decimal("price", numbers, coercions, 18, scale).to_pylist()
+        from_strings = column_decimal("price", texts, coercions, 18, scale).to_pylist()
+        assert from_numbers == from_strings == expected
+        assert [str(d) for d in from_numbers] == [f"{d:.{scale}f}" for d in expected]
+        assert coercions.counts == {}
+    # A digit that really is dropped is still counted, at any magnitude.
+    coercions = Coercions()
+    column_decimal("price", [1234567.12345, "0.00001"], coercions, 18, 4)
+    assert coercions.counts == {"price": 2}
 
 
 def test_flags_and_text_converters() -> None:
