@@ -1,9 +1,11 @@
-"""Shop API reads: the storefront catalogue (centra-api.md §3).
+"""Shop API reads: the storefront catalogue.
 
 Responses are maps keyed by product id (`{"123": {...}}`), not envelopes, and errors are
 `{"errors": {...}}` with HTTP 4xx. No documented endpoint filters by modification time, so the
 pipeline reads the catalogue in full with `POST /products/filter` (`quantity` + `offset`;
-Centra recommends 10–100 per call) and lands only what changed.
+Centra recommends 10–100 per call) and lands only what changed. The read is anchored on the
+product id (`product`) so products leaving the catalogue during the read (made inactive,
+removed from the market) cannot make it skip one: see `order_api.offset_pages`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from centra_pipeline.centra.errors import CentraBusinessError, CentraNotFound
 from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
-from centra_pipeline.centra.order_api import Page, offset_pages
+from centra_pipeline.centra.order_api import Page, offset_pages, record_key
 from centra_pipeline.settings import ENV_SHOP_API_KEY, Secret
 
 API_NAME = "Shop API"
@@ -52,13 +54,15 @@ class ShopApi:
         page_size: int | None = None,
     ) -> Iterator[Page]:
         """Every catalogue product (or those of the given Centra product ids, `silkProduct`),
-        `quantity` at a time, until an empty page."""
+        `quantity` new products a page, until a page brings none."""
         if silk_products is not None and not silk_products:
             return
         quantity = page_size or self.page_size
 
-        def fetch(offset: int) -> tuple[dict[str, Any], list[RawRecord], Response] | None:
-            body: dict[str, Any] = {"quantity": quantity, "offset": offset}
+        def fetch(
+            offset: int, count: int
+        ) -> tuple[dict[str, Any], list[RawRecord], Response] | None:
+            body: dict[str, Any] = {"quantity": count, "offset": offset}
             if market is not None:
                 body["market"] = market
             if silk_products is not None:
@@ -84,7 +88,13 @@ class ShopApi:
                 ) from None
             return body, records, response
 
-        yield from offset_pages(fetch, api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER)
+        yield from offset_pages(
+            fetch,
+            api=API_NAME,
+            endpoint=ENDPOINT_PRODUCTS_FILTER,
+            key=record_key("product"),
+            limit=quantity,
+        )
 
     def get_products(self, product_ids: list[str]) -> list[RawRecord]:
         """POST /products/filter with explicit ids (targeted refreshes)."""

@@ -6,8 +6,10 @@ for byte, and the number of requests the emulator served says how the client pag
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,11 +38,15 @@ def test_iter_orders_reads_every_visible_order_once_in_api_order(emu: Emulator, 
     assert objs(pages) == truth
     # The raw text is exactly what the emulator sent for each record (for the lake).
     assert raws(pages) == [dumps(order).decode() for order in truth]
-    # Offset paging has no "last page" marker: one empty page ends the read.
+    # Offset paging has no "last page" marker: a page with no new record ends the read.
     assert [len(p.records) for p in pages] == [40, 40, 40, len(truth) - 120, 0]
     assert served(emu) - before == len(pages) == 5
     assert [p.number for p in pages] == [1, 2, 3, 4, 5]
-    assert [p.params["offset"] for p in pages] == [0, 40, 80, 120, len(truth)]
+    # Anchored: each page after the first starts at the last order read, one wider.
+    assert [p.params["offset"] for p in pages] == [0, 39, 79, 119, len(truth) - 1]
+    assert [p.params["limit"] for p in pages] == [40, 41, 41, 41, 41]
+    assert [p.overlap for p in pages] == [0, 1, 1, 1, 1]
+    assert [p.rereads for p in pages] == [0] * 5
     assert [p.has_more for p in pages] == [True, True, True, True, False]
     assert all(p.endpoint == "GET /orders" for p in pages)
     assert all(p.n_bytes > 0 and p.server_time is not None for p in pages)
@@ -76,7 +82,8 @@ def test_iter_orders_with_a_server_that_clamps_the_limit(start, clients) -> None
     api = clients.order(emu, page_size=100)
     pages = list(api.iter_orders())
     assert _order_ids(pages) == emu.store.order_numbers()
-    assert [len(p.records) for p in pages] == [25] * 5 + [21, 0]
+    # Each page after the first repeats its anchor: 24 new orders out of the 25 served.
+    assert [len(p.records) for p in pages] == [25] + [24] * 5 + [1, 0]
 
 
 def test_iter_orders_empty_result_is_one_request_and_one_empty_page(emu, clients) -> None:
@@ -172,7 +179,14 @@ def test_iter_returns_reads_all_newest_first(emu: Emulator, clients) -> None:
     full, rest = divmod(len(truth), 4)
     sizes = [4] * full + ([rest] if rest else []) + [0]
     assert [len(p.records) for p in pages] == sizes
-    assert [p.params["page"] for p in pages] == list(range(1, len(sizes) + 1))
+    # Read by date: page 1 each time, older than the oldest second read + 1 s (exclusive).
+    assert [p.number for p in pages] == list(range(1, len(sizes) + 1))
+    assert {p.params["page"] for p in pages} == {1}
+    assert "older_than" not in pages[0].params
+    for previous, page in itertools.pairwise(pages):
+        oldest = datetime.strptime(previous.records[-1].obj["date"], "%Y-%m-%d %H:%M:%S")
+        assert page.params["older_than"] == f"{oldest + timedelta(seconds=1):%Y-%m-%d %H:%M:%S}"
+        assert page.params["limit"] == 5 and page.overlap == 1  # the boundary return again
     assert served_endpoint(emu, "order", "GET /returns") - before == len(sizes)
     dates = [r["date"] for r in objs(pages)]
     assert dates == sorted(dates, reverse=True)

@@ -24,7 +24,7 @@ def test_iter_products_reads_the_whole_catalogue(emu: Emulator, clients) -> None
     assert raws(pages) == [dumps(product).decode() for product in truth]
     assert [p.params for p in pages][:2] == [
         {"quantity": 3, "offset": 0},
-        {"quantity": 3, "offset": 3},
+        {"quantity": 4, "offset": 2},  # from the last product read (the anchor), one wider
     ]
     full, rest = divmod(len(truth), 3)
     assert [len(p.records) for p in pages] == [3] * full + ([rest] if rest else []) + [0]
