@@ -49,6 +49,8 @@ def _stream_config(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     config: dict[str, object] = {}
     if args.full_refresh:
         config["mode"] = "full_refresh"
+    if args.reconcile:
+        config["mode"] = "reconcile"
     if args.backfill:
         config.update(mode="backfill", window_start=args.backfill[0], window_end=args.backfill[1])
     if args.lookback_days is not None:
@@ -79,6 +81,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
             f"Centra is not configured: set {', '.join(missing)} (environment or .env). "
             "To try the pipeline without a store, run `centra-pipeline demo`."
         )
+    chosen = [
+        flag
+        for flag, on in (
+            ("--full-refresh", args.full_refresh),
+            ("--reconcile", args.reconcile),
+            ("--backfill", bool(args.backfill)),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        return _fail(f"{' and '.join(chosen)} cannot be combined: choose one")
     config = _stream_config(args)
     try:  # validate options before starting a run
         for name, options in config.items():
@@ -92,7 +105,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             )
     except ValueError as exc:
         return _fail(str(exc))
-    summary = run_sync(streams=streams, stream_config=config)
+    summary = run_sync(streams=streams, stream_config=config, reconcile=args.reconcile)
     print_summary(summary)
     return EXIT_OK if summary.success else EXIT_FAILED
 
@@ -125,10 +138,19 @@ def cmd_state(args: argparse.Namespace) -> int:
                       sum(records_fetched) FROM pipeline.load_log GROUP BY stream"""
         ):
             log_rows[stream] = (load_id, merged_at, records)
+    reconciled = {}
+    if settings.warehouse_path.exists():
+        reconciled = dict(
+            warehouse.query(
+                "SELECT stream, max(extracted_from) FROM pipeline.load_log "
+                "WHERE mode = 'reconcile' GROUP BY stream"
+            )
+        )
     by_stream = {s.stream: s for s in states}
     for name in STREAMS:
         state = by_stream.get(name)
         last = log_rows.get(name)
+        full_pass = reconciled.get(name)
         rows.append(
             {
                 "stream": name,
@@ -139,8 +161,10 @@ def cmd_state(args: argparse.Namespace) -> int:
                 "last_load_id": last[0] if last else None,
                 "last_merged_at": last[1].isoformat() if last else None,
                 "records_fetched_total": int(last[2]) if last else 0,
+                "last_full_reconcile": full_pass.isoformat() if full_pass else None,
             }
         )
+    inbox = _inbox_state(settings, warehouse)
     last_full = warehouse.last_full_catalogue_read() if settings.warehouse_path.exists() else None
     hours = settings.catalogue_full_read_hours
     catalogue = {
@@ -157,6 +181,7 @@ def cmd_state(args: argparse.Namespace) -> int:
                     "warehouse": str(settings.warehouse_path),
                     "streams": rows,
                     "catalogue": catalogue,
+                    "webhook_inbox": inbox,
                 },
                 indent=2,
             )
@@ -166,11 +191,15 @@ def cmd_state(args: argparse.Namespace) -> int:
         f"warehouse: {settings.warehouse_path}"
         + ("" if settings.warehouse_path.exists() else " (not created yet)")
     )
-    print(f"{'stream':<10} {'cursor':<20} {'last merged (UTC)':<26} {'records read':>12}")
+    print(
+        f"{'stream':<10} {'cursor':<20} {'last merged (UTC)':<26} {'records read':>12}  "
+        "last full reconcile (UTC)"
+    )
     for row in rows:
         print(
             f"{row['stream']:<10} {row['cursor'] or '-':<20} "
-            f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}"
+            f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}  "
+            f"{(row['last_full_reconcile'] or '-')[:19]}"
         )
     if last_full:
         print(
@@ -178,7 +207,34 @@ def cmd_state(args: argparse.Namespace) -> int:
             f"{last_full + timedelta(hours=hours):%Y-%m-%d %H:%M} UTC re-read only the products "
             f"the Order API reports changed (CENTRA_CATALOGUE_FULL_READ_HOURS={hours:g})"
         )
+    if inbox:
+        print(
+            f"webhook inbox: {inbox['order_events']:,} order events stored, applied through "
+            f"seq {inbox['applied_seq']} of {inbox['max_seq']} "
+            f"({inbox['unapplied_order_events']:,} order events wait for the next sync or "
+            "refresh run)"
+        )
     return EXIT_OK
+
+
+def _inbox_state(settings: Settings, warehouse) -> dict[str, object] | None:
+    """How far the webhook inbox has been applied to the warehouse (None: no inbox)."""
+    from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox
+
+    if not settings.inbox_path.exists():
+        return None
+    inbox = Inbox(settings.inbox_path, readonly=True)
+    try:
+        applied = warehouse.inbox_applied(inbox.inbox_id)
+        return {
+            "path": str(settings.inbox_path),
+            "max_seq": inbox.max_seq(),
+            "applied_seq": applied,
+            "order_events": inbox.pending_count(0, ORDER_REFRESH_TYPES),
+            "unapplied_order_events": inbox.pending_count(applied, ORDER_REFRESH_TYPES),
+        }
+    finally:
+        inbox.close()
 
 
 # --- query -------------------------------------------------------------------------------
@@ -227,6 +283,7 @@ MODULE_COMMANDS = {
     "emulator": ("centra_pipeline.emulator.cli", "run the bundled Centra emulator"),
     "webhook-server": ("centra_pipeline.webhook_receiver", "run the webhook receiver"),
     "dev": ("centra_pipeline.dev", "emulator + webhook receiver + Dagster UI, wired together"),
+    "verify": ("centra_pipeline.verify", "compare Centra with the analyst snapshot, per day"),
 }
 
 
@@ -244,6 +301,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--full-refresh",
         action="store_true",
         help="ignore the cursors and read every stream in full",
+    )
+    sync.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="one full reconciliation now: re-read every order, return, customer, product, "
+        "stock item and the catalogue, land only what changed, mark what Centra no longer "
+        "serves as missing, and report the drift repaired",
     )
     sync.add_argument(
         "--stream",

@@ -20,7 +20,13 @@ from centra_pipeline.defs.assets import (
     source_specs,
     table_key,
 )
-from centra_pipeline.defs.jobs import centra_order_refresh_job, centra_sync_job, hourly_schedule
+from centra_pipeline.defs.jobs import (
+    centra_order_refresh_job,
+    centra_reconcile_job,
+    centra_sync_job,
+    hourly_schedule,
+    reconcile_schedule,
+)
 from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.defs.sensors import build_order_webhook_sensor
 from centra_pipeline.schema import STREAMS
@@ -39,6 +45,9 @@ def _configured() -> bool:
 
 def build_definitions() -> dg.Definitions:
     running = _configured()
+    schedule_status = (
+        dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    )
     cron = environment().get(ENV_SYNC_CRON, "").strip() or "0 * * * *"
     # Freshness: every stream's main table was merged within the last two hours (one missed
     # hourly run is tolerated). The parent tables also carry a FreshnessPolicy (Dagster's
@@ -60,12 +69,10 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*source_specs(), *STREAM_ASSETS.values(), centra_snapshot],
         asset_checks=freshness_checks,
-        jobs=[centra_sync_job, centra_order_refresh_job],
+        jobs=[centra_sync_job, centra_order_refresh_job, centra_reconcile_job],
         schedules=[
-            hourly_schedule(
-                dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-                cron,
-            )
+            hourly_schedule(schedule_status, cron),
+            reconcile_schedule(schedule_status),
         ],
         sensors=[
             freshness_sensor,

@@ -562,6 +562,11 @@ class Extractor:
         plan.window["inbox_orders"] = len(numbers)
         if numbers:
             plan.pages = itertools.chain(plan.pages, _lookups(tuple(numbers), self._order_lookup()))
+            if plan.expected_keys is None and plan.index is None:
+                # An order Centra no longer returns (a `delete` event, a status the plugin
+                # hides) is marked missing, as a sensor refresh would.
+                plan.expected_keys = lambda: numbers
+                plan.key_field = KEY_FIELDS["orders"]
         return plan
 
     def _order_lookup(self) -> Callable[[Any], RawRecord | None]:

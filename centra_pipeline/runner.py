@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+from centra_pipeline.reconcile import Drift
 from centra_pipeline.schema import STREAMS
 from centra_pipeline.settings import project_root
 
@@ -40,6 +41,13 @@ def get_sync_job() -> dg.JobDefinition:
     from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 
     return defs.resolve_job_def(SYNC_JOB_NAME)
+
+
+def get_reconcile_job() -> dg.JobDefinition:
+    from centra_pipeline.definitions import defs
+    from centra_pipeline.defs.jobs import RECONCILE_JOB_NAME
+
+    return defs.resolve_job_def(RECONCILE_JOB_NAME)
 
 
 @contextmanager
@@ -194,8 +202,10 @@ def run_sync(
     streams: list[str] | None = None,
     stream_config: dict[str, dict[str, Any]] | None = None,
     out: TextIO = sys.stdout,
+    reconcile: bool = False,
 ) -> RunSummary:
-    """Run the sync job for `streams` (default all) and report progress to `out`."""
+    """Run the sync job (or with `reconcile`, the reconciliation job) for `streams` (default
+    all) and report progress to `out`."""
     from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, sync_keys
 
     names = streams or list(STREAMS)
@@ -204,7 +214,8 @@ def run_sync(
         raise ValueError(
             f"unknown stream(s) {', '.join(unknown)}; streams are {', '.join(STREAMS)}"
         )
-    assets, checks = sync_keys(names)
+    assets, checks = sync_keys(names, reconcile=reconcile)
+    job_factory = get_reconcile_job if reconcile else get_sync_job
     run_config: dict[str, Any] = {
         **IN_PROCESS_RUN_CONFIG,
         "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
@@ -221,7 +232,7 @@ def run_sync(
             try:
                 # A subset job rather than `asset_selection=`: that would add the selected
                 # assets' freshness checks back (see jobs.sync_keys).
-                job = dg.reconstructable(get_sync_job).get_subset(
+                job = dg.reconstructable(job_factory).get_subset(
                     asset_selection=assets, asset_check_selection=checks
                 )
                 result = dg.execute_job(
@@ -295,6 +306,21 @@ def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
             print(f"  check failed: {failed}", file=out)
         for warned in status.checks_warned:
             print(f"  warning: {warned}", file=out)
+    drift_lines = []
+    for name, status in summary.streams.items():
+        table = status.metadata.get(f"warehouse/{STREAMS[name].parent.name}", {})
+        if "reconcile_read" in table:
+            found = Drift(
+                read=table["reconcile_read"],
+                new=table["reconcile_new"],
+                changed=table["reconcile_changed"],
+                missing=table["reconcile_missing"],
+            )
+            drift_lines.append(f"  {found.line(name)} [{table.get('reconcile_pass')}]")
+    if drift_lines:
+        print("\nreconciliation (what incremental reads and webhooks had missed):", file=out)
+        for line in drift_lines:
+            print(line, file=out)
     if summary.snapshot:
         print(
             f"\nanalyst snapshot: {summary.snapshot.get('path')} "

@@ -274,7 +274,7 @@ def test_workspace_and_instance_config_are_what_dagster_dev_loads() -> None:
     instance = yaml.safe_load((root / "dagster.yaml").read_text())
     limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "centra_pipeline/warehouse_writer", "limit": 1} in limits
-    for job_name in ("centra_sync", "centra_order_refresh"):
+    for job_name in ("centra_sync", "centra_order_refresh", "centra_reconciliation"):
         tags = defs.resolve_job_def(job_name).tags
         assert tags.get("centra_pipeline/warehouse_writer") == "true"
 
@@ -306,3 +306,52 @@ def test_jobs_run_the_stream_checks_and_leave_freshness_to_its_sensor(job_name: 
     # Freshness is evaluated by its sensor, between runs, where it can fail.
     sensor = defs.resolve_sensor_def("centra_freshness_checks_sensor")
     assert sensor is not None
+
+
+def _selected_checks(job: dg.JobDefinition) -> set[str]:
+    checks = set()
+    for node in job.nodes:
+        for key in job.asset_layer.get_selected_entity_keys_for_node(NodeHandle(node.name, None)):
+            if isinstance(key, dg.AssetCheckKey):
+                checks.add(key.name)
+    return checks
+
+
+def test_the_reconcile_schedule_runs_the_reconciliation_job_with_its_drift_check() -> None:
+    schedule = defs.resolve_schedule_def("centra_reconcile")
+    assert schedule.job_name == "centra_reconciliation"
+    assert schedule.cron_schedule == "30 3 * * *"
+    job = defs.resolve_job_def("centra_reconciliation")
+    assert SNAPSHOT_KEY in job.asset_layer.selected_asset_keys
+    assert "reconcile_drift" in _selected_checks(job)
+    # Hourly syncs and webhook refreshes do not evaluate it: it could only pass there.
+    for name in ("centra_sync", "centra_order_refresh"):
+        assert "reconcile_drift" not in _selected_checks(defs.resolve_job_def(name))
+
+
+def test_the_reconcile_schedule_reads_its_cron_and_bad_values_are_refused(tmp_path: Path) -> None:
+    code = (
+        "from centra_pipeline.definitions import defs; "
+        "print(defs.resolve_schedule_def('centra_reconcile').cron_schedule)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CENTRA_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "CENTRA_RECONCILE_CRON": "15 2 * * 1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "15 2 * * 1"
+    from centra_pipeline.settings import ConfigError, Settings
+
+    for name, value in (
+        ("CENTRA_RECONCILE_CRON", "every day"),
+        ("CENTRA_RECONCILE_FULL_DAYS", "-1"),
+        ("CENTRA_RECONCILE_WARN_SHARE", "2"),
+        ("CENTRA_RECONCILE_WARN_SHARE", "abc"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value})

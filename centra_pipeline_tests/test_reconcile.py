@@ -202,3 +202,35 @@ def test_the_open_pass_expects_nothing_falsely_missing_whatever_the_order_filter
         _, merged = pipeline.sync(["orders"], mode="reconcile_open")["orders"]
         assert merged.missing == 0
         assert missing_keys(pipeline, "orders", "order_id") == set()
+
+
+def test_sync_reconcile_on_the_command_line_repairs_reports_and_warns(centra_env, data_dir) -> None:
+    from centra_pipeline_tests.test_cli import cli
+
+    assert cli("sync").returncode == 0
+    pipeline = Pipeline(centra_env, data_dir)
+    drift_the_store(pipeline)
+
+    before = cli("verify")
+    assert before.returncode == 1, before.stdout + before.stderr
+    done = cli("sync", "--reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = cli("verify")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "agree" in after.stdout
+    assert "reconciliation (what incremental reads and webhooks had missed):" in done.stdout
+    line = next(
+        x for x in done.stdout.splitlines() if x.strip().startswith("orders:") and "read" in x
+    )
+    assert "missing" in line and "[reconcile]" in line
+    # More than 1% repaired: the check warns (and the run still succeeds and publishes).
+    assert "warning: warehouse/orders reconcile_drift" in done.stdout
+    assert differences(pipeline) == {}
+
+    again = cli("sync", "--reconcile", "--stream", "orders")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "orders: 0 new, 0 changed, 0 missing" in again.stdout
+    assert "reconcile_drift" not in again.stdout
+
+    refused = cli("sync", "--reconcile", "--full-refresh")
+    assert refused.returncode == 2 and "cannot be combined" in refused.stderr

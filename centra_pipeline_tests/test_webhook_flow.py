@@ -82,8 +82,9 @@ def test_sensor_coalesces_orders_into_one_run_keyed_by_inbox_sequence(inbox_path
         (request,) = result.run_requests
         assert request.job_name == ORDER_REFRESH_JOB_NAME
         config = request.run_config["ops"]["sync_orders"]["config"]
-        assert config == {"mode": "refresh", "keys": [1005, 1006, 1010]}
         first, last = request.tags["centra_pipeline/inbox_seq"].split("-")
+        # The run applies every unapplied event up to the last seq it covers.
+        assert config == {"mode": "refresh", "keys": [1005, 1006, 1010], "inbox_through": int(last)}
         assert request.run_key == f"inbox-{first}-{last}"
         assert sensors.read_cursor(result.cursor, Inbox(inbox_path).inbox_id) == int(last)
         # The same tick evaluated again (e.g. after a daemon restart) asks for the same run.

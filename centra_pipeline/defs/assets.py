@@ -30,6 +30,7 @@ from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.extract import ExtractOptions, Extractor, Progress
 from centra_pipeline.lake import LoadManifest
+from centra_pipeline.reconcile import Drift
 from centra_pipeline.schema import STREAMS, TABLES, Stream, Table
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.transform import MissingKey
@@ -46,6 +47,7 @@ ENDPOINTS = {
     "catalogue": "POST /products/filter",
 }
 WAREHOUSE_WRITER_TAG = "centra_pipeline/warehouse_writer"
+RECONCILE_CHECK = "reconcile_drift"  # evaluated in reconciliation runs only
 FRESHNESS_WINDOW = timedelta(hours=2)
 OWNERS = ["team:data-engineering"]
 
@@ -53,7 +55,9 @@ OWNERS = ["team:data-engineering"]
 class SyncConfig(dg.Config):
     """How a stream is read in this run (all optional; the default is an incremental read)."""
 
-    mode: str = "incremental"  # incremental | full_refresh | backfill | refresh
+    # incremental | full_refresh | backfill | refresh | reconcile | reconcile_open |
+    # reconcile_auto (the schedule: full pass when due, else the open pass)
+    mode: str = "incremental"
     window_start: str | None = None  # backfill, store-local "YYYY-MM-DD[ HH:MM:SS]"
     window_end: str | None = None
     # refresh: order numbers (orders), return ids, customer ids
@@ -61,6 +65,8 @@ class SyncConfig(dg.Config):
     # orders/returns lookback (default CENTRA_ORDERS_LOOKBACK_DAYS)
     lookback_days: float | None = None
     page_size: int | None = None
+    # refresh from the webhook sensor: apply the inbox's unapplied events up to this seq
+    inbox_through: int | None = None
 
     def options(self, settings: Settings) -> ExtractOptions:
         days = self.lookback_days
@@ -74,6 +80,8 @@ class SyncConfig(dg.Config):
             lookback=timedelta(days=days),
             page_size=self.page_size,
             catalogue_full_read_every=timedelta(hours=settings.catalogue_full_read_hours),
+            reconcile_full_every=timedelta(days=settings.reconcile_full_days),
+            inbox_through=self.inbox_through,
         )
 
 
@@ -162,6 +170,16 @@ def _check_specs(stream: Stream) -> list[dg.AssetCheckSpec]:
                 description="warns when Centra sends fields that no column maps",
             )
         )
+        if table.is_parent:
+            specs.append(
+                dg.AssetCheckSpec(
+                    RECONCILE_CHECK,
+                    asset=key,
+                    description="warns when a reconciliation repaired (new, changed or missing) "
+                    "more than CENTRA_RECONCILE_WARN_SHARE (default 1%) of what it read: the "
+                    "lookback and the webhooks are missing changes",
+                )
+            )
     return specs
 
 
@@ -275,9 +293,31 @@ def _merge_metadata(
                 "windows_read": dg.MetadataValue.json([m.window for m in manifests]),
             }
         )
+        drifts = [r.drift for r in results if r.drift is not None]
+        if drifts:
+            found = combined_drift(drifts)
+            meta.update(
+                {
+                    "reconcile_pass": ", ".join(sorted({r.mode for r in results if r.drift})),
+                    "reconcile_read": found.read,
+                    "reconcile_new": found.new,
+                    "reconcile_changed": found.changed,
+                    "reconcile_missing": found.missing,
+                    "reconcile_share": dg.MetadataValue.float(round(found.share, 6)),
+                }
+            )
     else:
         meta["rows_written"] = sum(r.child_rows.get(table.name, 0) for r in results)
     return meta
+
+
+def combined_drift(drifts: list[Drift]) -> Drift:
+    return Drift(
+        read=sum(d.read for d in drifts),
+        new=sum(d.new for d in drifts),
+        changed=sum(d.changed for d in drifts),
+        missing=sum(d.missing for d in drifts),
+    )
 
 
 def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
@@ -319,6 +359,7 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
                     order_api=api,
                     shop_api=shop,
                     progress=report,
+                    inbox_path=settings.inbox_path,
                 ).run(stream.name, config.options(settings))
             finally:
                 for client in (api, shop):
@@ -358,7 +399,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
                     asset_key=table_key(table),
                     metadata=_merge_metadata(results, pending, table, row_count, seconds),
                 )
-                yield from _check_results(context, con, table, drift)
+                yield from _check_results(
+                    context, con, table, drift, results, settings.reconcile_warn_share
+                )
 
     return _sync
 
@@ -382,7 +425,9 @@ def _no_retry_for_mistakes():
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-def _check_results(context, con, table: Table, drift) -> list[dg.AssetCheckResult]:
+def _check_results(
+    context, con, table: Table, drift, results: list[MergeResult], warn_share: float
+) -> list[dg.AssetCheckResult]:
     key = table_key(table)
     outcomes: list[tuple[str, quality.CheckOutcome, dg.AssetCheckSeverity]] = [
         ("primary_key_unique", quality.primary_key_unique(con, table), dg.AssetCheckSeverity.ERROR),
@@ -399,6 +444,10 @@ def _check_results(context, con, table: Table, drift) -> list[dg.AssetCheckResul
     outcomes.append(
         ("schema_drift", quality.schema_drift(drift, table), dg.AssetCheckSeverity.WARN)
     )
+    if table.is_parent:
+        outcomes.append(
+            (RECONCILE_CHECK, _reconcile_outcome(results, warn_share), dg.AssetCheckSeverity.WARN)
+        )
     results = []
     selected_checks = context.selected_asset_check_keys
     for name, outcome, severity in outcomes:
@@ -416,6 +465,28 @@ def _check_results(context, con, table: Table, drift) -> list[dg.AssetCheckResul
             )
         )
     return results
+
+
+def _reconcile_outcome(results: list[MergeResult], warn_share: float) -> quality.CheckOutcome:
+    drifts = [r.drift for r in results if r.drift is not None]
+    if not drifts:
+        return quality.CheckOutcome(True, "no reconciliation was merged in this run", {})
+    found = combined_drift(drifts)
+    metadata = {**found.as_dict(), "warn_share": warn_share}
+    if found.share > warn_share:
+        return quality.CheckOutcome(
+            False,
+            f"the reconciliation repaired {found.repaired:,} of {found.read:,} records "
+            f"({found.share:.2%}, more than {warn_share:.2%}): {found.new:,} new, "
+            f"{found.changed:,} changed, {found.missing:,} missing. Incremental reads and "
+            "webhooks missed these changes; check the webhook receiver and the lookback",
+            metadata,
+        )
+    return quality.CheckOutcome(
+        True,
+        f"repaired {found.repaired:,} of {found.read:,} records ({found.share:.2%})",
+        metadata,
+    )
 
 
 STREAM_ASSETS = {name: build_stream_asset(stream) for name, stream in STREAMS.items()}

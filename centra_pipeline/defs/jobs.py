@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from centra_pipeline.defs.assets import (
+    RECONCILE_CHECK,
     SNAPSHOT_KEY,
     STREAM_ASSETS,
     WAREHOUSE_WRITER_TAG,
@@ -18,11 +19,13 @@ from centra_pipeline.defs.assets import (
     table_key,
 )
 from centra_pipeline.schema import STREAMS
-from centra_pipeline.settings import environment
+from centra_pipeline.settings import ConfigError, Settings, environment
 
 SYNC_JOB_NAME = "centra_sync"
 ORDER_REFRESH_JOB_NAME = "centra_order_refresh"
 HOURLY_SCHEDULE_NAME = "centra_hourly_sync"
+RECONCILE_JOB_NAME = "centra_reconciliation"
+RECONCILE_SCHEDULE_NAME = "centra_reconcile"
 
 # Scheduled runs: streams extract in parallel step processes (extraction is I/O-bound, so all
 # at once even on 2 cores), forked from a server that has imported Dagster and this project.
@@ -54,11 +57,14 @@ def scheduled_run_config() -> dict:
     return IN_PROCESS_RUN_CONFIG if choice == "in_process" else MULTIPROCESS_RUN_CONFIG
 
 
-def sync_keys(streams: list[str] | None = None) -> tuple[set[dg.AssetKey], set[dg.AssetCheckKey]]:
+def sync_keys(
+    streams: list[str] | None = None, *, reconcile: bool = False
+) -> tuple[set[dg.AssetKey], set[dg.AssetCheckKey]]:
     """What a sync of `streams` (default all) materializes and checks: each stream's lake and
     tables, the snapshot, and the checks the stream steps evaluate. Freshness checks are left
     to `centra_freshness_checks_sensor`: inside the run that has just merged the table they
-    could only pass, and they would cost every run a step."""
+    could only pass, and they would cost every run a step. The reconciliation check belongs
+    to reconciliation runs (`reconcile=True`) only."""
     names = streams or list(STREAMS)
     assets: set[dg.AssetKey] = {SNAPSHOT_KEY}
     checks: set[dg.AssetCheckKey] = set()
@@ -66,12 +72,18 @@ def sync_keys(streams: list[str] | None = None) -> tuple[set[dg.AssetKey], set[d
         stream = STREAMS[name]
         assets.add(lake_key(stream))
         assets.update(table_key(t) for t in stream.tables)
-        checks.update(STREAM_ASSETS[name].check_keys)
+        checks.update(
+            key
+            for key in STREAM_ASSETS[name].check_keys
+            if reconcile or key.name != RECONCILE_CHECK
+        )
     return assets, checks
 
 
-def sync_selection(streams: list[str] | None = None) -> dg.AssetSelection:
-    assets, checks = sync_keys(streams)
+def sync_selection(
+    streams: list[str] | None = None, *, reconcile: bool = False
+) -> dg.AssetSelection:
+    assets, checks = sync_keys(streams, reconcile=reconcile)
     return dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*checks)
 
 
@@ -95,6 +107,38 @@ centra_order_refresh_job = dg.define_asset_job(
 )
 
 
+RECONCILE_OPS_CONFIG = {f"sync_{name}": {"config": {"mode": "reconcile_auto"}} for name in STREAMS}
+
+centra_reconcile_job = dg.define_asset_job(
+    RECONCILE_JOB_NAME,
+    selection=sync_selection(reconcile=True),
+    description="Reconciliation: re-read what incremental reads cannot see and repair the "
+    "drift. Each stream gets the full pass (every record re-read) when its last one is "
+    "CENTRA_RECONCILE_FULL_DAYS old (default 7), else the pass over open orders and returns. "
+    "Lands only changed records, marks records Centra no longer serves as missing, records "
+    "the drift repaired, then republishes.",
+    tags={WAREHOUSE_WRITER_TAG: "true"},
+    executor_def=dg.multi_or_in_process_executor,
+    config={**scheduled_run_config(), "ops": RECONCILE_OPS_CONFIG},
+)
+
+
+def reconcile_schedule(default_status: dg.DefaultScheduleStatus) -> dg.ScheduleDefinition:
+    try:
+        cron = Settings.from_env().reconcile_cron
+    except ConfigError:
+        cron = Settings.reconcile_cron  # a run then fails with the configuration's message
+    return dg.ScheduleDefinition(
+        name=RECONCILE_SCHEDULE_NAME,
+        job=centra_reconcile_job,
+        cron_schedule=cron,
+        default_status=default_status,
+        description="Daily (CENTRA_RECONCILE_CRON): reconcile open orders and returns; once "
+        "every CENTRA_RECONCILE_FULL_DAYS, every order, return, customer, product and stock "
+        "item and the catalogue.",
+    )
+
+
 def hourly_schedule(
     default_status: dg.DefaultScheduleStatus, cron: str = "0 * * * *"
 ) -> dg.ScheduleDefinition:
@@ -107,4 +151,11 @@ def hourly_schedule(
     )
 
 
-__all__ = ["STREAM_ASSETS", "centra_order_refresh_job", "centra_sync_job", "hourly_schedule"]
+__all__ = [
+    "STREAM_ASSETS",
+    "centra_order_refresh_job",
+    "centra_reconcile_job",
+    "centra_sync_job",
+    "hourly_schedule",
+    "reconcile_schedule",
+]

@@ -139,8 +139,18 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
                 dg.RunRequest(
                     run_key=f"inbox-{first_seq}-{last_seq}",
                     job_name=ORDER_REFRESH_JOB_NAME,
+                    # The run applies every event not applied yet up to last_seq (a sync may
+                    # have applied some already): see Extractor._with_inbox.
                     run_config={
-                        "ops": {"sync_orders": {"config": {"mode": "refresh", "keys": orders}}}
+                        "ops": {
+                            "sync_orders": {
+                                "config": {
+                                    "mode": "refresh",
+                                    "keys": orders,
+                                    "inbox_through": last_seq,
+                                }
+                            }
+                        }
                     },
                     tags={
                         "centra_pipeline/inbox_seq": f"{first_seq}-{last_seq}",
