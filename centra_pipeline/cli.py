@@ -1,4 +1,4 @@
-"""The `centra-pipeline` console script (DESIGN.md §4): one entry point, one function per
+"""The `centra-pipeline` console script (the README): one entry point, one function per
 command. Heavy modules (Dagster, the emulator) are imported by the command that needs them,
 so `centra-pipeline check` answers quickly.
 """

@@ -1,6 +1,6 @@
 """Extraction: read one stream from Centra, page by page, into one lake load.
 
-Per-stream strategy (DESIGN.md §2), as far as the documented APIs allow:
+Per-stream strategy (docs/architecture.md), as far as the documented APIs allow:
 
 | stream    | incremental read                                 | cursor (naive store-local)        |
 |-----------|--------------------------------------------------|-----------------------------------|
@@ -15,8 +15,11 @@ Per-stream strategy (DESIGN.md §2), as far as the documented APIs allow:
 |           | `silkProduct`; only changed records are landed   |                                   |
 
 Orders have no modified-since filter in the Order API, so changes to older orders arrive
-through webhooks (`mode="refresh"`: `GET /orders?order=N` per order number) and through the
-lookback window; the hourly sync is the safety net, the webhook the fast path.
+through webhooks (`mode="refresh"`: `GET /orders?order=N` per order number, by the sensor's
+runs and by every orders read, see `Extractor._with_inbox`) and through the lookback window.
+What both miss, reconciliation finds: `mode="reconcile"` (every record) and
+`"reconcile_open"` (the days holding open orders and returns) compare what they read with
+the warehouse and land only what changed (see reconcile.py and docs/architecture.md).
 
 Products and stock rows carry no documented modification timestamp, so their cursor is the
 server's own clock when the read started (the `Date` header), which is the one watermark that
@@ -88,7 +91,7 @@ KEY_FIELDS = {
     "products": "stockItemId",
     "stock": "stockItemId",
 }
-# Where each open pass finds its date: (table column, API reader).
+# The column holding each open pass's date (the day a record belongs to).
 OPEN_DATE_COLUMNS = {"orders": "order_date", "returns": "date"}
 INBOX_EVENTS_PER_READ = 5000
 DEFAULT_OVERLAP = timedelta(hours=1)
@@ -245,8 +248,10 @@ class Extractor:
         server_start: datetime | None = None
         seen_keys: set[Any] = set()
         seq = 0
+        rereads = 0
         last_report = 0.0
         for page in plan.pages:
+            rereads += page.rereads
             if server_start is None:
                 server_start = page.server_time or page.fetched_at
             progress.pages += 1
@@ -300,6 +305,7 @@ class Extractor:
             records_read=progress.records,
             requests=after["requests"] - before["requests"],
             retries=after["retries"] - before["retries"],
+            rereads=rereads,
             bytes=after["bytes"] - before["bytes"],
             requested_keys=list(plan.requested_keys),
             missing_keys=missing,
@@ -446,10 +452,13 @@ class Extractor:
                 index=self.warehouse.key_index(name, compare=compare),
             )
         # The open pass: the store-local days that hold open records, each run of
-        # consecutive days read as one date window (widened by a second each side, as the
+        # consecutive days (or of days with less than a page of rows between them) read as
+        # one date window (widened by a second each side, as the
         # edges of Centra's order filters are undocumented). Every present row dated inside
         # a window is expected back; rows just outside come back too and are compared.
-        ranges = day_ranges(self.warehouse.open_days(name, self.tz))
+        ranges = day_ranges(
+            self.warehouse.open_days(name, self.tz), merge_below=size or api.page_size
+        )
         column = OPEN_DATE_COLUMNS[name]
         windows, inside, widened = [], [], []
         inside_params: list[Any] = []

@@ -1,6 +1,6 @@
 """Named points where a test can freeze the pipeline, to kill it there with SIGKILL.
 
-Crash-safety tests (DESIGN.md §3.2) need the process to die at a known moment: while pages
+Crash-safety tests (docs/architecture.md) need the process to die at a known moment: while pages
 are being extracted, with Parquet written but the load not committed, inside the merge
 transaction, before the snapshot swap. With `CENTRA_FAILPOINT=<name>` set, the process
 writes `CENTRA_FAILPOINT_FILE` when it reaches that point and then waits forever; the test

@@ -65,6 +65,7 @@ class LoadManifest:
     pages: int = 0
     requests: int = 0
     retries: int = 0
+    rereads: int = 0  # pages re-requested because records left the result set mid-read
     bytes: int = 0
     requested_keys: list[Any] = field(default_factory=list)  # refresh: keys asked for
     missing_keys: list[Any] = field(default_factory=list)  # asked for / known, not returned

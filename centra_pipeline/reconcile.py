@@ -32,7 +32,7 @@ sorted numpy arrays (about 40 bytes a row), not as Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -112,14 +112,25 @@ class DayRange:
         return f"{self.first:%Y-%m-%d} 00:00:00", f"{end:%Y-%m-%d} 00:00:00"
 
 
-def day_ranges(days: Iterable[date]) -> list[DayRange]:
-    """Consecutive days coalesced into ranges, oldest first."""
+def day_ranges(days: Mapping[date, tuple[int, int]], merge_below: int = 0) -> list[DayRange]:
+    """The days holding open rows, as ranges to read, oldest first.
+
+    `days` maps each day with rows to (rows, open rows). Consecutive open days form a range;
+    two ranges are read as one when the rows on the days between them number at most
+    `merge_below` (a page): reading them costs less than the requests of another window.
+    """
     ranges: list[DayRange] = []
-    for day in sorted(set(days)):
-        if ranges and day - ranges[-1].last <= timedelta(days=1):
+    between = 0  # rows on the days since the last open day
+    for day in sorted(days):
+        total, open_ = days[day]
+        if not open_:
+            between += total
+            continue
+        if ranges and (day - ranges[-1].last <= timedelta(days=1) or between <= merge_below):
             ranges[-1] = DayRange(ranges[-1].first, day)
         else:
             ranges.append(DayRange(day, day))
+        between = 0
     return ranges
 
 

@@ -1,7 +1,7 @@
 """One schema definition per table: used for Parquet, DuckDB, Dagster column metadata and the
 table reference (docs/tables.md) alike.
 
-Naming follows DESIGN.md §4: a column is its Centra JSON field name in snake_case
+Naming follows the README: a column is its Centra JSON field name in snake_case
 (`grandTotalValue` → `grand_total_value`; a nested field joins its path:
 `discounts.discountAsNumber` → `discounts_discount_as_number`). Primary keys are Centra's
 identifiers. Money is DECIMAL(18,4) (three-decimal currencies fit; a value with more decimals

@@ -25,7 +25,7 @@ ENV_SHOP_API_KEY = "CENTRA_SHOP_API_KEY"
 ENV_WEBHOOK_SECRET = "CENTRA_WEBHOOK_SECRET"
 ENV_TIMEZONE = "CENTRA_TIMEZONE"
 ENV_DATA_DIR = "CENTRA_DATA_DIR"
-# Extensions of DESIGN.md §4 (documented in the README's configuration table).
+# Extensions of the README (documented in the README's configuration table).
 ENV_MAX_RPS = "CENTRA_MAX_REQUESTS_PER_SECOND"
 ENV_ORDERS_LOOKBACK_DAYS = "CENTRA_ORDERS_LOOKBACK_DAYS"
 ENV_WEBHOOK_TOLERANCE = "CENTRA_WEBHOOK_TOLERANCE_SECONDS"
@@ -207,7 +207,7 @@ class Settings:
 
     @property
     def warehouse_path(self) -> Path:
-        """The pipeline's private DuckDB file. Analysts never open it (DESIGN.md §3.4)."""
+        """The pipeline's private DuckDB file. Analysts never open it (docs/architecture.md)."""
         return self.data_dir / "warehouse" / "warehouse.duckdb"
 
     @property

@@ -1,7 +1,7 @@
 """The warehouse: the pipeline's private DuckDB file with the current state of every table,
 the sync state (cursors) and the load log; and the analyst snapshot published from it.
 
-Invariants this module keeps (DESIGN.md §3):
+Invariants this module keeps (docs/architecture.md):
 - Cursor and data commit in one transaction: `merge_load` writes a load's rows, its child
   rows, the stream's cursor and the load log entry, then commits (1, nothing is lost).
 - Idempotent merges (2): a batch is de-duplicated on its primary key first (latest fetch
@@ -337,9 +337,9 @@ class Warehouse:
             ).fetchnumpy()
         return KeyIndex(arrays["k"], arrays["h"], arrays["e"], compare=compare)
 
-    def open_days(self, stream: str, tz: str) -> list[Any]:
-        """Store-local days holding an order that is not archived or cancelled (or is on
-        hold / waiting for payment), or a return that is not completed."""
+    def open_days(self, stream: str, tz: str) -> dict[Any, tuple[int, int]]:
+        """Per store-local day with rows: (rows, open rows). Open: an order not archived or
+        cancelled (or on hold / waiting for payment), a return not completed."""
         if stream == "orders":
             table, column = "orders", "order_date"
             condition = (
@@ -353,13 +353,14 @@ class Warehouse:
             raise ValueError(f"stream {stream} has no open records to reconcile")
         with self.reader() as con:
             if con is None or not _has_table(con, "main", table):
-                return []
+                return {}
             rows = con.execute(
-                f"SELECT DISTINCT CAST(timezone(?, {q(column)}) AS DATE) FROM main.{q(table)} "
-                f"WHERE _missing_since IS NULL AND {q(column)} IS NOT NULL AND {condition}",
+                f"SELECT CAST(timezone(?, {q(column)}) AS DATE) AS day, count(*), "
+                f"count(*) FILTER (WHERE {condition}) FROM main.{q(table)} "
+                f"WHERE _missing_since IS NULL AND {q(column)} IS NOT NULL GROUP BY day",
                 [tz],
             ).fetchall()
-        return [r[0] for r in rows]
+        return {day: (total, open_) for day, total, open_ in rows}
 
     def last_full_reconcile(self, stream: str) -> datetime | None:
         """When the newest merged full reconciliation of `stream` started (None: never)."""

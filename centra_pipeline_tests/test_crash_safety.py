@@ -1,4 +1,4 @@
-"""Crash safety (DESIGN.md §3.1, §3.2): `centra-pipeline sync` killed with SIGKILL during
+"""Crash safety (docs/architecture.md): `centra-pipeline sync` killed with SIGKILL during
 extraction, during landing, during the merge and before the snapshot swap; the next run
 ends exactly where a clean run would, with no duplicate keys and no cursor past committed
 data.

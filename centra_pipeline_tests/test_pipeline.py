@@ -1,4 +1,4 @@
-"""The pipeline's invariants (DESIGN.md §3) on a real emulator, real Parquet and DuckDB files."""
+"""The pipeline's invariants (docs/architecture.md) on a real emulator, Parquet and DuckDB."""
 
 from __future__ import annotations
 

@@ -177,8 +177,13 @@ def test_key_index_tells_new_changed_and_unchanged_records_and_what_was_not_retu
 
 
 def test_open_days_coalesce_into_ranges_and_windows_widen_by_a_second() -> None:
-    ranges = day_ranges([date(2026, 1, 3), date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 9)])
-    assert [(r.first.day, r.last.day) for r in ranges] == [(1, 3), (9, 9)]
+    days = {date(2026, 1, d): (10, 1 if d in (1, 2, 3, 9, 20) else 0) for d in range(1, 21)}
+    ranges = day_ranges(days)
+    assert [(r.first.day, r.last.day) for r in ranges] == [(1, 3), (9, 9), (20, 20)]
+    # Ranges with less than a page of rows between them are read as one window.
+    merged = day_ranges(days, merge_below=50)
+    assert [(r.first.day, r.last.day) for r in merged] == [(1, 9), (20, 20)]
+    assert len(day_ranges(days, merge_below=100)) == 1
     assert ranges[0].bounds() == ("2026-01-01 00:00:00", "2026-01-04 00:00:00")
     assert request_window(*ranges[0].bounds()) == {
         "newer_than": "2025-12-31 23:59:59",

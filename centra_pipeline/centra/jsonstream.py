@@ -1,6 +1,6 @@
 """Split a Centra response into records *and* each record's exact JSON text.
 
-The lake keeps every record's raw JSON (DESIGN.md §3.3). Re-serialising parsed dicts would
+The lake keeps every record's raw JSON (docs/architecture.md). Re-serialising parsed dicts would
 cost as much as parsing and would not be what Centra sent (key order, `\\/` escapes, number
 spelling). Instead we walk the top-level object with `JSONDecoder.raw_decode`, which parses
 one value at a position in C and returns where it ended: the record's text is the slice.

@@ -244,6 +244,9 @@ def _lake_metadata(manifest: LoadManifest, seconds: float) -> dict[str, Any]:
         "pages": manifest.pages,
         "requests": manifest.requests,
         "retries": manifest.retries,
+        # Pages asked again because records left the result set during the read (the store
+        # changed mid-read; the read stepped back so that it skipped nothing).
+        "rereads": manifest.rereads,
         "bytes": manifest.bytes,
         "missing_keys": len(manifest.missing_keys),
         "unmapped_fields": dg.MetadataValue.json(sorted(manifest.drift)),

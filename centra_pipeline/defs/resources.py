@@ -2,7 +2,7 @@
 
 Keys come from the environment (or the project's `.env`) when a run starts, never from run
 config: run config is stored in Dagster's database and shown in the UI, and secrets must not
-be (DESIGN.md §3.5). Resolving at run time also means the definitions load without Centra
+be (docs/architecture.md). Resolving at run time also means the definitions load without Centra
 configured, and a run then fails with our message saying exactly what to set, instead of a
 generic "environment variable not set".
 """
