@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pytest
 
 from centra_pipeline.reconcile import KeyIndex, day_ranges, request_window
@@ -71,6 +72,9 @@ def test_incremental_syncs_without_webhooks_leave_drift_that_a_full_reconcile_re
     assert merged.drift.read == len(visible)
     assert merged.drift.missing == len(stored - visible)
     assert merged.drift.changed + merged.drift.new == manifest.records > 0
+    # "New": orders released from hold or waiting for payment, dated long before the
+    # lookback, that no incremental read could see.
+    assert merged.drift.new > 0
     # The load log records what was repaired, per stream.
     logged = pipeline.warehouse.query(
         "SELECT reconciled->>'missing', reconciled->>'read' FROM pipeline.load_log "
@@ -202,6 +206,16 @@ def test_the_open_pass_expects_nothing_falsely_missing_whatever_the_order_filter
     with running_emulator(
         orders_newer_than_inclusive=newer_inclusive, orders_older_than_inclusive=older_inclusive
     ) as emu:
+        # The oldest open order starts the first window; place it at exactly midnight, on
+        # the window's edge, where an exclusive `newer_than` would leave it out.
+        store = emu.store
+        with store.lock:
+            orders = store.orders
+            open_ = np.flatnonzero((orders.status <= 4) & ~orders.hold & ~orders.wfp)
+            first = int(open_[np.argmin(orders.local[open_])])
+            orders.local[first] -= orders.local[first] % 86400
+            store.version += 1
+            store._cache.clear()
         pipeline = Pipeline(emu, data_dir)
         pipeline.sync(["orders"])
         _, merged = pipeline.sync(["orders"], mode="reconcile_open")["orders"]
