@@ -69,7 +69,6 @@ from centra_pipeline.reconcile import (
     RECONCILE_MODES,
     KeyIndex,
     day_ranges,
-    request_window,
 )
 from centra_pipeline.schema import STREAMS, Stream
 from centra_pipeline.settings import (
@@ -91,8 +90,6 @@ KEY_FIELDS = {
     "products": "stockItemId",
     "stock": "stockItemId",
 }
-# The column holding each open pass's date (the day a record belongs to).
-OPEN_DATE_COLUMNS = {"orders": "order_date", "returns": "date"}
 INBOX_EVENTS_PER_READ = 5000
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_CATALOGUE_FULL_READ_EVERY = timedelta(hours=DEFAULT_CATALOGUE_FULL_READ_HOURS)
@@ -449,49 +446,27 @@ class Extractor:
                 {"reconcile": "full"},
                 prefetch(read(page_size=size)),
                 key_field=KEY_FIELDS[name],
-                index=self.warehouse.key_index(name, compare=compare),
+                index=self.warehouse.full_index(name, compare=compare),
             )
         # The open pass: the store-local days that hold open records, each run of
         # consecutive days (or of days with less than a page of rows between them) read as
-        # one date window (widened by a second each side, as the
-        # edges of Centra's order filters are undocumented). Every present row dated inside
-        # a window is expected back; rows just outside come back too and are compared.
+        # one date window, widened by a second each side as the edges of Centra's order
+        # filters are undocumented. Every present row dated inside a range is expected back;
+        # rows just outside come back too and are compared.
         ranges = day_ranges(
             self.warehouse.open_days(name, self.tz), merge_below=size or api.page_size
         )
-        column = OPEN_DATE_COLUMNS[name]
-        windows, inside, widened = [], [], []
-        inside_params: list[Any] = []
-        widened_params: list[Any] = []
-        for day_range in ranges:
-            start, end = day_range.bounds()
-            window = request_window(start, end)
-            windows.append(window)
-            inside.append(f"({column} >= ? AND {column} < ?)")
-            inside_params += [
-                parse_local_datetime(start, self.tz),
-                parse_local_datetime(end, self.tz),
-            ]
-            widened.append(f"({column} >= ? AND {column} <= ?)")
-            widened_params += [
-                parse_local_datetime(window["newer_than"], self.tz),
-                parse_local_datetime(window["older_than"], self.tz),
-            ]
-        described: dict[str, Any] = {"reconcile": "open", "day_ranges": len(ranges)}
-        if ranges:
-            described["days"] = f"{ranges[0].first} .. {ranges[-1].last}"
+        window: dict[str, Any] = {"reconcile": "open", "day_ranges": len(ranges)}
         if not ranges:
-            return _Plan(described, [], key_field=KEY_FIELDS[name])
-        index = self.warehouse.key_index(
-            name,
-            " OR ".join(widened),
-            widened_params,
-            expected=" OR ".join(inside),
-            expected_params=inside_params,
-            compare=compare,
+            return _Plan(window, [], key_field=KEY_FIELDS[name])
+        window["days"] = f"{ranges[0].first} .. {ranges[-1].last}"
+        pages = itertools.chain.from_iterable(read(**r.request(), page_size=size) for r in ranges)
+        return _Plan(
+            window,
+            prefetch(pages),
+            key_field=KEY_FIELDS[name],
+            index=self.warehouse.open_index(name, ranges, self.tz, compare=compare),
         )
-        pages = itertools.chain.from_iterable(read(**w, page_size=size) for w in windows)
-        return _Plan(described, prefetch(pages), key_field=KEY_FIELDS[name], index=index)
 
     # --- the webhook inbox ---------------------------------------------------------------------
     def _with_inbox(self, plan: _Plan, options: ExtractOptions) -> _Plan:
@@ -506,20 +481,57 @@ class Extractor:
         refresh or reconciliation) applies the events by reading everything after them; an
         incremental read looks up only the orders its window does not cover.
         """
-        if not options.apply_inbox or options.mode == "backfill" or self.inbox_path is None:
+        work = self._unapplied_events(options)
+        if work is None:
             return plan
+        if work.through <= work.after:
+            if options.mode == "refresh" and options.inbox_through is not None:
+                # A sensor run whose events a sync (or a later run) has applied already.
+                plan.window = {"inbox": f"events up to seq {work.through} already applied"}
+                plan.pages, plan.requested_keys, plan.expected_keys = [], (), None
+            return plan
+        plan.inbox = work.manifest()
+        numbers = work.orders
+        if options.mode in ("full_refresh", "reconcile") or (
+            options.mode == "incremental" and not plan.window
+        ):
+            return plan  # every order is read anyway, after the events were stored
+        assert self.order_api is not None
+        lookup = self.order_api.get_order
+        if options.mode == "refresh":
+            # A sensor run: the orders of the events still unapplied, not its planned keys.
+            plan.window["order"] = numbers
+            plan.window["inbox"] = f"seq {work.after + 1}..{work.through}"
+            plan.pages = _lookups(tuple(numbers), lookup)
+            plan.requested_keys = tuple(numbers)
+            plan.expected_keys = lambda: numbers
+            return plan
+        if "newer_than" in plan.window:
+            numbers = self._orders_before(numbers, plan.window["newer_than"])
+        plan.window["inbox_orders"] = len(numbers)
+        if numbers:
+            plan.pages = itertools.chain(plan.pages, _lookups(tuple(numbers), lookup))
+            if plan.expected_keys is None and plan.index is None:
+                # An order Centra no longer returns (a `delete` event, a status the plugin
+                # hides) is marked missing, as a sensor refresh would.
+                plan.expected_keys = lambda: numbers
+                plan.key_field = KEY_FIELDS["orders"]
+        return plan
+
+    def _unapplied_events(self, options: ExtractOptions) -> _InboxWork | None:
+        """The inbox's order events after the warehouse's watermark, up to the target: a
+        sensor run's last seq, or the newest stored event. None: no inbox to apply."""
+        if not options.apply_inbox or options.mode == "backfill" or self.inbox_path is None:
+            return None
         if not self.inbox_path.exists():
             if options.inbox_through is not None:
                 raise ValueError(f"no webhook inbox at {self.inbox_path} to refresh from")
-            return plan
+            return None
         inbox = Inbox(self.inbox_path, readonly=True)
         try:
-            inbox_id = inbox.inbox_id
-            after = self.warehouse.inbox_applied(inbox_id)
+            after = self.warehouse.inbox_applied(inbox.inbox_id)
             through = inbox.max_seq() if options.inbox_through is None else options.inbox_through
-            numbers: list[int] = []
-            seen: set[int] = set()
-            events = 0
+            work = _InboxWork(inbox.inbox_id, after, through)
             cursor = after
             while cursor < through:
                 batch = inbox.events_after(
@@ -529,58 +541,11 @@ class Extractor:
                 if not batch:
                     break
                 for event in batch:
-                    events += 1
-                    try:
-                        number = int(event.object_id)
-                    except ValueError:
-                        continue  # not an order number: nothing to refresh
-                    if number not in seen:
-                        seen.add(number)
-                        numbers.append(number)
+                    work.add(event.object_id)
                 cursor = batch[-1].seq
         finally:
             inbox.close()
-        if through <= after:
-            if options.mode == "refresh" and options.inbox_through is not None:
-                # A sensor run whose events a sync (or a later run) has applied already.
-                plan.window = {"inbox": f"events up to seq {through} already applied"}
-                plan.pages, plan.requested_keys, plan.expected_keys = [], (), None
-            return plan
-        meta = {
-            "inbox_id": inbox_id,
-            "after_seq": after,
-            "through_seq": through,
-            "events": events,
-            "orders": len(numbers),
-        }
-        plan.inbox = meta
-        if options.mode in ("full_refresh", "reconcile") or (
-            options.mode == "incremental" and not plan.window
-        ):
-            return plan  # every order is read anyway, after the events were stored
-        if options.mode == "incremental" and "newer_than" in plan.window:
-            numbers = self._orders_before(numbers, plan.window["newer_than"])
-        if options.mode == "refresh":
-            # A sensor run: the orders of the events still unapplied, not its planned keys.
-            plan.window["order"] = numbers
-            plan.window["inbox"] = f"seq {after + 1}..{through}"
-            plan.pages = _lookups(tuple(numbers), self._order_lookup())
-            plan.requested_keys = tuple(numbers)
-            plan.expected_keys = lambda: numbers
-            return plan
-        plan.window["inbox_orders"] = len(numbers)
-        if numbers:
-            plan.pages = itertools.chain(plan.pages, _lookups(tuple(numbers), self._order_lookup()))
-            if plan.expected_keys is None and plan.index is None:
-                # An order Centra no longer returns (a `delete` event, a status the plugin
-                # hides) is marked missing, as a sensor refresh would.
-                plan.expected_keys = lambda: numbers
-                plan.key_field = KEY_FIELDS["orders"]
-        return plan
-
-    def _order_lookup(self) -> Callable[[Any], RawRecord | None]:
-        assert self.order_api is not None
-        return self.order_api.get_order
+        return work
 
     def _orders_before(self, numbers: list[int], newer_than: str) -> list[int]:
         """The orders among `numbers` that an incremental window from `newer_than` does not
@@ -681,6 +646,37 @@ def relaxed_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+@dataclass
+class _InboxWork:
+    """Webhook events a read applies: those after `after` up to `through` (inbox seqs)."""
+
+    inbox_id: str
+    after: int
+    through: int
+    events: int = 0
+    orders: list[int] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set, repr=False)
+
+    def add(self, object_id: str) -> None:
+        self.events += 1
+        try:
+            number = int(object_id)
+        except ValueError:
+            return  # not an order number: nothing to refresh
+        if number not in self._seen:
+            self._seen.add(number)
+            self.orders.append(number)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "inbox_id": self.inbox_id,
+            "after_seq": self.after,
+            "through_seq": self.through,
+            "events": self.events,
+            "orders": len(self.orders),
+        }
 
 
 @dataclass

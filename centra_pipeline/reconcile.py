@@ -32,7 +32,7 @@ sorted numpy arrays (about 40 bytes a row), not as Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -111,6 +111,10 @@ class DayRange:
         end = self.last + timedelta(days=1)
         return f"{self.first:%Y-%m-%d} 00:00:00", f"{end:%Y-%m-%d} 00:00:00"
 
+    def request(self) -> dict[str, str]:
+        """The `newer_than`/`older_than` that read this range (see request_window)."""
+        return request_window(*self.bounds())
+
 
 def day_ranges(days: Mapping[date, tuple[int, int]], merge_below: int = 0) -> list[DayRange]:
     """The days holding open rows, as ranges to read, oldest first.
@@ -166,6 +170,16 @@ class Drift:
         """Repaired as a share of what the pass read (or expected, if it read nothing)."""
         base = max(self.read, self.missing)
         return self.repaired / base if base else 0.0
+
+    @classmethod
+    def total(cls, drifts: Iterable[Drift]) -> Drift:
+        found = list(drifts)
+        return cls(
+            read=sum(d.read for d in found),
+            new=sum(d.new for d in found),
+            changed=sum(d.changed for d in found),
+            missing=sum(d.missing for d in found),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

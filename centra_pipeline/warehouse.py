@@ -35,9 +35,16 @@ from typing import Any
 
 import duckdb
 
+from centra_pipeline.centra.quirks import parse_local_datetime
 from centra_pipeline.failpoints import failpoint
 from centra_pipeline.lake import Lake, LoadManifest, pid_alive
-from centra_pipeline.reconcile import FINAL_ORDER_STATUSES, RECONCILE_MODES, Drift, KeyIndex
+from centra_pipeline.reconcile import (
+    FINAL_ORDER_STATUSES,
+    RECONCILE_MODES,
+    DayRange,
+    Drift,
+    KeyIndex,
+)
 from centra_pipeline.schema import (
     META_TYPES,
     STREAMS,
@@ -50,6 +57,19 @@ from centra_pipeline.schema import (
 log = logging.getLogger("centra_pipeline.warehouse")
 
 STORAGE_COMPATIBILITY = "v1.5.0"
+# What an open reconciliation pass re-reads, per stream: (table, date column, open rows).
+# Orders move on until archived or cancelled (completed ones are still archived later);
+# orders on hold or waiting for payment are open whatever their status.
+OPEN_RECORDS = {
+    "orders": (
+        "orders",
+        "order_date",
+        "(coalesce(order_status_name, '') NOT IN ("
+        + ", ".join(f"'{s}'" for s in FINAL_ORDER_STATUSES)
+        + ") OR coalesce(hold, false) OR coalesce(waiting_for_payment, false))",
+    ),
+    "returns": ("returns", "date", "NOT coalesce(completed, false)"),
+}
 CURSOR_MODES = frozenset({"incremental", "full_refresh"})
 
 
@@ -312,45 +332,63 @@ class Warehouse:
             ).fetchall()[0]
         return started
 
-    def key_index(
+    def full_index(self, stream: str, *, compare: bool = True) -> KeyIndex:
+        """Keys and hashes of every present row of the stream: a full pass expects each."""
+        return self._key_index(stream, "true", [], "true", [], compare)
+
+    def open_index(
+        self, stream: str, ranges: list[DayRange], tz: str, *, compare: bool = True
+    ) -> KeyIndex:
+        """Keys and hashes of the rows an open pass over `ranges` reads back: the rows dated
+        within the widened request windows are compared, and those within the ranges
+        themselves are expected (see reconcile.request_window)."""
+        _, column, _ = OPEN_RECORDS[stream]
+        widened, widened_params, inside, inside_params = [], [], [], []
+        for day_range in ranges:
+            start, end = day_range.bounds()
+            request = day_range.request()
+            inside.append(f"({q(column)} >= ? AND {q(column)} < ?)")
+            inside_params += [parse_local_datetime(start, tz), parse_local_datetime(end, tz)]
+            widened.append(f"({q(column)} >= ? AND {q(column)} <= ?)")
+            widened_params += [
+                parse_local_datetime(request["newer_than"], tz),
+                parse_local_datetime(request["older_than"], tz),
+            ]
+        return self._key_index(
+            stream,
+            " OR ".join(widened) or "false",
+            widened_params,
+            " OR ".join(inside) or "false",
+            inside_params,
+            compare,
+        )
+
+    def _key_index(
         self,
         stream: str,
-        where: str = "",
-        params: list[Any] | None = None,
-        *,
-        expected: str = "true",
-        expected_params: list[Any] | None = None,
-        compare: bool = True,
+        where: str,
+        params: list[Any],
+        expected: str,
+        expected_params: list[Any],
+        compare: bool,
     ) -> KeyIndex:
-        """Keys and hashes of the stream's present rows (optionally narrowed by `where`);
-        `expected` says which of them Centra must return."""
         table = STREAMS[stream].parent
         (pk,) = table.primary_key
         with self.reader() as con:
             if con is None or not _has_table(con, "main", table.name):
                 return KeyIndex([], [], compare=compare)
-            condition = "_missing_since IS NULL" + (f" AND ({where})" if where else "")
             arrays = con.execute(
                 f"SELECT {q(pk)} AS k, _hash AS h, ({expected}) AS e "
-                f"FROM main.{q(table.name)} WHERE {condition}",
-                [*(expected_params or []), *(params or [])],
+                f"FROM main.{q(table.name)} WHERE _missing_since IS NULL AND ({where})",
+                [*expected_params, *params],
             ).fetchnumpy()
         return KeyIndex(arrays["k"], arrays["h"], arrays["e"], compare=compare)
 
     def open_days(self, stream: str, tz: str) -> dict[Any, tuple[int, int]]:
-        """Per store-local day with rows: (rows, open rows). Open: an order not archived or
-        cancelled (or on hold / waiting for payment), a return not completed."""
-        if stream == "orders":
-            table, column = "orders", "order_date"
-            condition = (
-                "(coalesce(order_status_name, '') NOT IN ("
-                + ", ".join(f"'{s}'" for s in FINAL_ORDER_STATUSES)
-                + ") OR coalesce(hold, false) OR coalesce(waiting_for_payment, false))"
-            )
-        elif stream == "returns":
-            table, column, condition = "returns", "date", "NOT coalesce(completed, false)"
-        else:
+        """Per store-local day with rows: (rows, open rows); see OPEN_RECORDS."""
+        if stream not in OPEN_RECORDS:
             raise ValueError(f"stream {stream} has no open records to reconcile")
+        table, column, condition = OPEN_RECORDS[stream]
         with self.reader() as con:
             if con is None or not _has_table(con, "main", table):
                 return {}

@@ -298,7 +298,7 @@ def _merge_metadata(
         )
         drifts = [r.drift for r in results if r.drift is not None]
         if drifts:
-            found = combined_drift(drifts)
+            found = Drift.total(drifts)
             meta.update(
                 {
                     "reconcile_pass": ", ".join(sorted({r.mode for r in results if r.drift})),
@@ -312,15 +312,6 @@ def _merge_metadata(
     else:
         meta["rows_written"] = sum(r.child_rows.get(table.name, 0) for r in results)
     return meta
-
-
-def combined_drift(drifts: list[Drift]) -> Drift:
-    return Drift(
-        read=sum(d.read for d in drifts),
-        new=sum(d.new for d in drifts),
-        changed=sum(d.changed for d in drifts),
-        missing=sum(d.missing for d in drifts),
-    )
 
 
 def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
@@ -474,7 +465,7 @@ def _reconcile_outcome(results: list[MergeResult], warn_share: float) -> quality
     drifts = [r.drift for r in results if r.drift is not None]
     if not drifts:
         return quality.CheckOutcome(True, "no reconciliation was merged in this run", {})
-    found = combined_drift(drifts)
+    found = Drift.total(drifts)
     metadata = {**found.as_dict(), "warn_share": warn_share}
     if found.share > warn_share:
         return quality.CheckOutcome(
