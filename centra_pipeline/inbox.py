@@ -1,7 +1,7 @@
 """The durable webhook inbox: a SQLite file (WAL mode) between the receiver and the sensor.
 
 The webhook receiver is the one writer; the Dagster sensor reads from another process.
-Centra drops a webhook after at most three retries (centra-api.md §5.5), so the receiver
+Centra drops a webhook after at most three retries (docs/webhooks.md), so the receiver
 answers 2xx only after `store()` has returned, and `store()` returns only after the
 transaction is on disk (WAL, `synchronous=FULL`).
 
@@ -38,7 +38,7 @@ from centra_pipeline.centra.webhook import WebhookEvent
 
 SCHEMA_VERSION = 2  # 2: `meta` with the inbox id
 
-# What Centra documents per event type in "Integration API" mode (centra-api.md §5.3). Every
+# What Centra documents per event type in "Integration API" mode (docs/webhooks.md). Every
 # event is stored whatever its type and action; this table only labels what we recognise.
 # Only `order` events lead to work (the sensor refreshes the order by number); the rest are
 # stored and counted, and the hourly sync is their safety net.
@@ -47,7 +47,7 @@ DOCUMENTED_ACTIONS: dict[str, frozenset[str]] = {
     "shipment": frozenset({"create", "good_to_go"}),
     "check_first": frozenset({"create", "accepted", "rejected", "timeout"}),
     "allocation_request": frozenset({"create", "update", "outdated"}),
-    # Triggers Centra offers whose actions it does not list (centra-api.md §8.6).
+    # Triggers Centra offers whose actions it does not list (docs/webhooks.md).
     "customer": frozenset(),
     "return": frozenset(),
     "account": frozenset(),

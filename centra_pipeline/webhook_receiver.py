@@ -3,7 +3,7 @@
 `POST /webhooks/centra` takes what the Centra Webhook plugin (version "Integration API")
 sends: a form body `payload=<url-encoded JSON>` signed in `X-Centra-Signature`. The receiver
 only verifies, parses and stores; the Dagster sensor does the work later (Centra's advice:
-respond fast, process asynchronously, centra-api.md §5.5).
+respond fast, process asynchronously, docs/webhooks.md).
 
 Checks, cheapest first, and what each answers (every rejection stores nothing):
 

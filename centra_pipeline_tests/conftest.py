@@ -154,6 +154,14 @@ class Pipeline:
     def publish(self) -> dict[str, Any]:
         return self.warehouse.publish(self.settings.snapshot_path)
 
+    def differences(self, streams: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Warehouse tables vs what the emulator serves now (empty: equal); see truth.py."""
+        from centra_pipeline_tests.truth import table_differences, truth_tables
+
+        truth = truth_tables(self.emu, TZ, streams)
+        with self.warehouse.reader() as con:
+            return table_differences(con, truth)
+
 
 @pytest.fixture
 def pipeline(emu: Emulator, data_dir: Path) -> Pipeline:

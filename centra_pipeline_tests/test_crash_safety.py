@@ -30,9 +30,9 @@ def sync_command(*extra: str) -> list[str]:
     return command + list(extra)
 
 
-def run_sync(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+def run_sync(env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        sync_command(), env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+        sync_command(*extra), env=env, cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 
@@ -111,6 +111,17 @@ def check_consistent(data: Path, clean: Warehouse, *, finished: bool = True) -> 
     assert not list(data.glob(".centra.duckdb.tmp-*")), "partial snapshot left"
 
 
+def env_for(emu, base: dict[str, str]) -> dict[str, str]:
+    return {
+        **base,
+        "CENTRA_ORDER_API_URL": emu.order_api_url,
+        "CENTRA_ORDER_API_KEY": emu.order_api_key,
+        "CENTRA_SHOP_API_URL": emu.shop_api_url,
+        "CENTRA_SHOP_API_KEY": emu.shop_api_key,
+        "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
+    }
+
+
 @pytest.fixture
 def cli_env(data_dir: Path) -> dict[str, str]:
     return dict(os.environ)
@@ -130,14 +141,7 @@ def test_sync_killed_then_rerun_equals_a_clean_run(
 ) -> None:
     with running_emulator(orders=1200, customers=200, products=10) as emu:
         clean = Pipeline(emu, tmp_path / "clean")  # the same runs, never killed
-        env = {
-            **cli_env,
-            "CENTRA_ORDER_API_URL": emu.order_api_url,
-            "CENTRA_ORDER_API_KEY": emu.order_api_key,
-            "CENTRA_SHOP_API_URL": emu.shop_api_url,
-            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
-        }
+        env = env_for(emu, cli_env)
         # A first clean sync, then a change, so the killed run is an incremental one with
         # real work to lose.
         Pipeline(emu, data_dir).sync(STREAMS_UNDER_TEST)
@@ -184,14 +188,7 @@ def test_a_reconciliation_killed_then_rerun_equals_a_clean_one(
 ) -> None:
     with running_emulator(orders=1200, customers=200, products=10) as emu:
         clean = Pipeline(emu, tmp_path / "clean")
-        env = {
-            **cli_env,
-            "CENTRA_ORDER_API_URL": emu.order_api_url,
-            "CENTRA_ORDER_API_KEY": emu.order_api_key,
-            "CENTRA_SHOP_API_URL": emu.shop_api_url,
-            "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-            "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
-        }
+        env = env_for(emu, cli_env)
         Pipeline(emu, data_dir).sync(STREAMS_UNDER_TEST)
         clean.sync(STREAMS_UNDER_TEST)
         # Drift for the reconciliation to repair: old orders change, cancelled ones vanish.
@@ -202,14 +199,7 @@ def test_a_reconciliation_killed_then_rerun_equals_a_clean_one(
         before = business_rows(warehouse)
         kill_at(point, env, tmp_path, tmp_path / "reached", "--reconcile")
         assert business_rows(warehouse) == before  # killed before any commit
-        rerun = subprocess.run(
-            sync_command("--reconcile"),
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        rerun = run_sync(env, tmp_path, "--reconcile")
         assert rerun.returncode == 0, rerun.stderr + rerun.stdout
         check_consistent(data_dir, clean.warehouse)
         assert business_rows(warehouse) != before  # the drift was repaired

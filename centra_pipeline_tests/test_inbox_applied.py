@@ -17,7 +17,6 @@ from centra_pipeline.inbox import Inbox
 from centra_pipeline.lake import Lake
 from centra_pipeline.webhook_receiver import create_app
 from centra_pipeline_tests.conftest import (
-    TZ,
     WEBHOOK_SECRET,
     Pipeline,
     emulator_config,
@@ -26,7 +25,6 @@ from centra_pipeline_tests.conftest import (
 from centra_pipeline_tests.test_cli import cli
 from centra_pipeline_tests.test_webhook_flow import evaluate, store_events
 from centra_pipeline_tests.test_webhook_receiver import serve
-from centra_pipeline_tests.truth import table_differences, truth_tables
 
 
 def applied_ranges(data_dir: Path) -> list[tuple[int, int]]:
@@ -85,8 +83,7 @@ def test_a_sync_applies_the_webhooks_stored_while_no_daemon_ran(live, data_dir: 
     done = cli("sync", "--stream", "orders")
     assert done.returncode == 0, done.stdout + done.stderr
     pipeline = Pipeline(emu, data_dir)
-    with pipeline.warehouse.reader() as con:
-        assert table_differences(con, truth_tables(emu, TZ, ["orders"])) == {}
+    assert pipeline.differences(["orders"]) == {}
     assert pipeline.warehouse.inbox_applied(inbox.inbox_id) == inbox.max_seq()
     shown = json.loads(cli("state", "show", "--json").stdout)["webhook_inbox"]
     assert shown["applied_seq"] == shown["max_seq"] == inbox.max_seq()
@@ -137,8 +134,7 @@ def test_the_sensor_and_syncs_racing_apply_every_event_exactly_once(live, data_d
         for request in pending:
             assert job.execute_in_process(run_config=request.run_config, instance=instance).success
     pipeline.sync(["orders"], lookback=0)
-    with pipeline.warehouse.reader() as con:
-        assert table_differences(con, truth_tables(emu, TZ, ["orders"])) == {}
+    assert pipeline.differences(["orders"]) == {}
     assert_applied_exactly_once(data_dir, inbox.max_seq())
 
 

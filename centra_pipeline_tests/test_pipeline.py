@@ -10,7 +10,6 @@ from centra_pipeline.schema import STREAMS, TABLES
 from centra_pipeline.transform import record_hash
 from centra_pipeline.warehouse import Warehouse
 from centra_pipeline_tests.conftest import TZ, Pipeline
-from centra_pipeline_tests.truth import table_differences, truth_tables
 
 TICK = {
     "new_orders": 40,
@@ -21,12 +20,6 @@ TICK = {
     "updated_products": 5,
     "advance_seconds": 3600,
 }
-
-
-def differences(pipeline: Pipeline, streams: list[str] | None = None) -> dict:
-    truth = truth_tables(pipeline.emu, TZ, streams)
-    with pipeline.warehouse.reader() as con:
-        return table_differences(con, truth)
 
 
 def table_rows(pipeline: Pipeline, *, exclude: str = "") -> dict[str, list[tuple]]:
@@ -42,7 +35,7 @@ def table_rows(pipeline: Pipeline, *, exclude: str = "") -> dict[str, list[tuple
 
 def test_full_sync_lands_and_merges_every_stream(pipeline: Pipeline) -> None:
     results = pipeline.sync()
-    assert differences(pipeline) == {}
+    assert pipeline.differences() == {}
     counts = pipeline.emu.store.counts()
     manifest, merged = results["orders"]
     assert merged.new == manifest.records == pipeline.emu.stats()["orders"]["visible"]
@@ -64,7 +57,7 @@ def test_tick_then_incremental_sync_equals_the_emulator(pipeline: Pipeline) -> N
     # Orders have no modified-since filter: changes to orders older than the lookback window
     # arrive by webhook (here: the refresh the sensor would request for the tick's ids).
     pipeline.refresh_orders(changes["new_order_ids"] + changes["updated_order_ids"])
-    assert differences(pipeline) == {}
+    assert pipeline.differences() == {}
 
     # Work is proportional to the change, not to the store.
     full_orders = full["orders"][0]
@@ -109,7 +102,7 @@ def test_catalogue_between_full_reads_rereads_the_products_centra_reports_change
         if v.product.product_id in set(changes["updated_product_ids"])
     }
     assert merged.updated == len(shop_ids) == manifest.rows["shop_products"]
-    assert differences(pipeline, ["catalogue"]) == {}
+    assert pipeline.differences(["catalogue"]) == {}
 
     # The next run's overlap asks for the same products again; nothing of them is landed.
     pipeline.emu.tick(advance_seconds=2 * 3600)
@@ -175,7 +168,7 @@ def test_a_targeted_catalogue_read_that_fails_changes_nothing(
     pipeline.emu.set_plugin(api, allowed_endpoints=None)
     manifest, _ = pipeline.sync(["catalogue"])["catalogue"]
     assert manifest.window["products_changed"] == 5
-    assert differences(pipeline, ["catalogue"]) == {}
+    assert pipeline.differences(["catalogue"]) == {}
 
 
 def _set_active(pipeline: Pipeline, product, active: bool) -> None:
@@ -206,7 +199,7 @@ def test_a_catalogue_load_left_unmerged_by_a_crash_never_outvotes_a_newer_read(
     pipeline.extract("catalogue")
     pipeline.warehouse.merge_loads(pipeline.warehouse.pending_loads(pipeline.lake, "catalogue"))
     assert table_rows(pipeline, exclude="_load_id, _extracted_at") == clean
-    assert differences(pipeline, ["catalogue"]) == {}
+    assert pipeline.differences(["catalogue"]) == {}
 
 
 def test_a_full_refresh_of_the_catalogue_marks_products_gone_from_it(pipeline: Pipeline) -> None:
@@ -219,7 +212,7 @@ def test_a_full_refresh_of_the_catalogue_marks_products_gone_from_it(pipeline: P
         v.shop_id for v in product.variants
     )
     assert merged.missing == len(product.variants)
-    assert differences(pipeline, ["catalogue"]) == {}
+    assert pipeline.differences(["catalogue"]) == {}
 
 
 def test_a_changed_product_gone_from_the_catalogue_is_marked_missing(pipeline: Pipeline) -> None:
@@ -233,7 +226,7 @@ def test_a_changed_product_gone_from_the_catalogue_is_marked_missing(pipeline: P
     assert "changed_since" in manifest.window
     assert sorted(int(k) for k in manifest.missing_keys) == gone
     assert merged.missing == len(gone)
-    assert differences(pipeline, ["catalogue"]) == {}
+    assert pipeline.differences(["catalogue"]) == {}
 
 
 def test_running_the_same_sync_twice_changes_nothing(pipeline: Pipeline) -> None:
@@ -303,7 +296,7 @@ def test_merging_a_load_twice_or_out_of_order_converges(pipeline: Pipeline) -> N
     pipeline.warehouse.merge_loads([first])
     pipeline.warehouse.merge_loads([first, second])
     pipeline.refresh_orders(changes["updated_order_ids"])
-    assert differences(pipeline, ["orders"]) == {}
+    assert pipeline.differences(["orders"]) == {}
     with pipeline.warehouse.reader() as con:
         assert (
             con.execute("SELECT count(*) - count(DISTINCT order_id) FROM orders").fetchall()[0][0]

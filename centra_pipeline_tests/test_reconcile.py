@@ -12,7 +12,7 @@ from centra_pipeline.reconcile import KeyIndex, day_ranges, request_window
 from centra_pipeline.schema import TABLES
 from centra_pipeline.transform import record_hash
 from centra_pipeline_tests.conftest import TZ, Pipeline
-from centra_pipeline_tests.truth import table_differences, truth_tables
+from centra_pipeline_tests.truth import truth_tables
 
 RECONCILED = ["orders", "returns", "customers", "products", "stock", "catalogue"]
 # Three simulated days of ordinary store activity, without webhooks: old orders move status,
@@ -27,12 +27,6 @@ DAY = {
     "updated_products": 3,
     "advance_seconds": 86400,
 }
-
-
-def differences(pipeline: Pipeline, streams: list[str] | None = None) -> dict:
-    truth = truth_tables(pipeline.emu, TZ, streams)
-    with pipeline.warehouse.reader() as con:
-        return table_differences(con, truth)
 
 
 def drift_the_store(pipeline: Pipeline) -> None:
@@ -56,11 +50,11 @@ def test_incremental_syncs_without_webhooks_leave_drift_that_a_full_reconcile_re
 ) -> None:
     pipeline.sync()
     drift_the_store(pipeline)
-    before = differences(pipeline, ["orders", "returns", "customers"])
+    before = pipeline.differences(["orders", "returns", "customers"])
     assert "orders" in before, "the scenario must leave drift for the reconcile to repair"
 
     results = pipeline.sync(RECONCILED, mode="reconcile")
-    assert differences(pipeline) == {}
+    assert pipeline.differences() == {}
     # Exactly the orders Centra no longer serves are marked missing: the cancelled ones.
     visible = set(pipeline.emu.store.order_numbers())
     stored = {r[0] for r in pipeline.warehouse.query("SELECT order_id FROM main.orders")}
@@ -107,7 +101,7 @@ def test_a_record_that_comes_back_has_its_missing_mark_cleared(pipeline: Pipelin
     _, merged = pipeline.sync(["orders"], mode="reconcile")["orders"]
     assert missing_keys(pipeline, "orders", "order_id") == set()
     assert merged.drift is not None and merged.drift.changed == len(hidden)
-    assert differences(pipeline, ["orders"]) == {}
+    assert pipeline.differences(["orders"]) == {}
 
 
 def test_the_open_pass_reads_only_the_days_holding_open_records_and_repairs_them(
@@ -126,7 +120,7 @@ def test_the_open_pass_reads_only_the_days_holding_open_records_and_repairs_them
         )
     )
     pipeline.sync(["orders", "returns"], lookback=1)
-    assert "orders" in differences(pipeline, ["orders"])
+    assert "orders" in pipeline.differences(["orders"])
 
     results = pipeline.sync(["orders", "returns"], mode="reconcile_open")
     manifest, merged = results["orders"]
@@ -153,7 +147,7 @@ def test_the_open_pass_reads_only_the_days_holding_open_records_and_repairs_them
     # (Incremental runs re-read up to 100 open returns each, so on this small store the
     # open returns were repaired already; the open pass re-reads them and lands nothing.)
     assert returns_merged.drift is not None and returns_merged.drift.read > 0
-    assert differences(pipeline, ["returns"]) == {}
+    assert pipeline.differences(["returns"]) == {}
 
 
 def test_an_open_pass_with_nothing_open_reads_nothing(pipeline: Pipeline) -> None:
@@ -244,7 +238,7 @@ def test_sync_reconcile_on_the_command_line_repairs_reports_and_warns(centra_env
     assert "missing" in line and "[reconcile]" in line
     # More than 1% repaired: the check warns (and the run still succeeds and publishes).
     assert "warning: warehouse/orders reconcile_drift" in done.stdout
-    assert differences(pipeline) == {}
+    assert pipeline.differences() == {}
 
     again = cli("sync", "--reconcile", "--stream", "orders")
     assert again.returncode == 0, again.stdout + again.stderr

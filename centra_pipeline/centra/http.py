@@ -2,10 +2,11 @@
 limit, bounded retries with exponential backoff and jitter, and error mapping.
 
 Why proactive limiting: Centra documents no REST rate limits, but a merchant's integrations
-share Centra's capacity (centra-api.md §4, §2.10), so we pace ourselves instead of waiting
-to be throttled. Retries cover what is transient: connection errors and resets, timeouts,
-HTTP 429 and 5xx (honouring `Retry-After` given in seconds or as an HTTP date), and bodies
-that arrive truncated or malformed. Everything else maps to one error type a user can act on.
+share Centra's capacity (its GraphQL limits are shared per environment), so we pace
+ourselves instead of waiting to be throttled. Retries cover what is transient: connection
+errors and resets, timeouts, HTTP 429 and 5xx (honouring `Retry-After` given in seconds or
+as an HTTP date), and bodies that arrive truncated or malformed. Everything else maps to one
+error type a user can act on.
 
 The API key lives only in the session's default headers; nothing here formats headers into
 logs or exceptions.

@@ -1,6 +1,6 @@
 """Centra's value quirks, parsed once, here (scalar helpers and vectorised column converters).
 
-What Centra sends (centra-api.md §2.4, §2.5, §7):
+What Centra sends (its Order API reference, and what clients in the wild report):
 - ids as strings in orders and customers (`"83651"`) but ints in returns (`20059`);
 - money as JSON numbers (`3978.75`) or as strings (`"329.00"`), sometimes with a
   currency suffix in display fields (`"-150.00 USD"`, which we keep as text);

@@ -7,9 +7,9 @@ Centra POSTs `Content-Type: application/x-www-form-urlencoded` with exactly one 
 
 The HMAC covers the raw request bytes *exactly as received*. Never re-encode the decoded
 payload to check it: Centra's PHP form encoder writes a space as `+` where
-`encodeURIComponent` writes `%20`, and the signatures would differ (centra-api.md §5.4).
+`encodeURIComponent` writes `%20`, and the signatures would differ (docs/webhooks.md).
 
-Documented example (centra-api.md §5.4): secret `test123`, t `12345678`, body
+Documented example (Centra Webhook plugin docs): secret `test123`, t `12345678`, body
 `payload=%7B%22x%22%3A%22test%22%7D` gives
 `0b9cd84f5d583e5e1aadfb9f160aa8080b51d5b85ff85808d6b75bdac356c549`.
 """

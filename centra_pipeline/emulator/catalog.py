@@ -490,7 +490,7 @@ class Catalog:
 
     # Shop API objects ----------------------------------------------------------------------
     def shop_product(self, variant: Variant) -> dict[str, object]:
-        """The Shop API product object for one variant (centra-api.md §3)."""
+        """The Shop API product object for one variant (Shop API reference; docs/emulator.md)."""
         product = variant.product
         kind = product.kind
         new_product = NEW_ARRIVALS in product.categories

@@ -18,7 +18,7 @@ TypeStyle = Literal["docs", "observed"]
 SortOrder = Literal["asc", "desc"]
 WebhookEncoding = Literal["php", "rfc3986"]
 
-# Centra's order-flow codes (centra-api.md §2.2); "word" is the alternative rendering.
+# Centra's order-flow codes (Centra's order-flow overview); "word" is the alternative rendering.
 STATUS_WORDS: dict[int, str] = {
     1: "pending",
     2: "confirmed",
@@ -56,7 +56,7 @@ _NOW_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 @dataclass(frozen=True)
 class PluginSettings:
-    """What one Centra API plugin exposes (centra-api.md §2.1).
+    """What one Centra API plugin exposes (Order API plugin settings; docs/emulator.md).
 
     `None` means "all" for endpoints and markets. The secret is the API key, held in
     EmulatorConfig (order_api_key / shop_api_key) so it is set in one place.

@@ -1,4 +1,4 @@
-"""Order API read endpoints (centra-api.md §2): routing, auth, plugin rules, parameters.
+"""Order API read endpoints (docs/emulator.md): routing, auth, plugin rules, parameters.
 
 Order of checks, our choice (docs/emulator.md): API key (401) -> known endpoint (404) ->
 plugin allow-list (403) -> `xml=1` and parameters (HTTP 200 with status "no") -> data.

@@ -1,4 +1,4 @@
-"""Shop API catalogue endpoints (centra-api.md §3).
+"""Shop API catalogue endpoints (docs/emulator.md).
 
 Shop API v1 conventions: errors are HTTP 4xx with `{"errors": {"<field>": "<message>"}}`, lists
 are objects keyed by id strings, single items are bare objects, and POST bodies with unknown

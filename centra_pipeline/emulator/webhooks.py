@@ -1,6 +1,6 @@
 """Outbound Centra webhooks (Integration API version, Order trigger), sent by a background thread.
 
-Delivery follows the plugin documentation (centra-api.md §5.5): batches of at most N events,
+Delivery follows the plugin documentation (docs/webhooks.md): batches of at most N events,
 a timeout per POST, up to `retries` retries with delays doubling from the base delay
 (1, 2, 4 s by default), then the batch is dropped. What counts as a failure is undocumented;
 we count a timeout, a connection error and any non-2xx status (docs/emulator.md).

@@ -1,7 +1,7 @@
 """Contract tests: every endpoint has the keys and value types of Centra's documented examples.
 
 The maps below were written by hand from the response examples in Centra's API documentation
-(centrahq/api-documentation @ c89c343, see centra-api.md). Where the docs contradict
+(centrahq/api-documentation @ c89c343; docs/emulator.md). Where the docs contradict
 themselves we follow one side on purpose; each such place has a comment.
 """
 
