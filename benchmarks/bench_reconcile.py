@@ -27,8 +27,8 @@ CLI = [sys.executable, "-m", "centra_pipeline.cli"]
 OPEN_PASS = [
     sys.executable,
     "-c",
-    "import sys; from centra_pipeline.runner import run_sync, print_summary; "
-    "from centra_pipeline.schema import STREAMS; "
+    "import sys; from centra_pipeline.cli.runs import run_sync, print_summary; "
+    "from centra_pipeline.streams.model import STREAMS; "
     "s = run_sync(stream_config={n: {'mode': 'reconcile_open'} for n in STREAMS}, "
     "reconcile=True); print_summary(s); sys.exit(0 if s.success else 1)",
 ]
@@ -45,8 +45,8 @@ def rows_landed(data_dir: Path, since: float) -> int:
     """Rows of the lake loads that started after `since` (epoch seconds), every table."""
     from datetime import UTC, datetime
 
-    from centra_pipeline.lake import Lake
-    from centra_pipeline.schema import STREAMS
+    from centra_pipeline.storage.lake import Lake
+    from centra_pipeline.streams.model import STREAMS
 
     lake = Lake(data_dir / "lake")
     start = datetime.fromtimestamp(since, UTC)

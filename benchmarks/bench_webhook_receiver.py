@@ -1,6 +1,6 @@
 """Benchmark: signed Centra webhooks per second through the real receiver, durably stored.
 
-Starts `python -m centra_pipeline.webhook_receiver` (uvicorn, 127.0.0.1, a fresh inbox in a
+Starts `python -m centra_pipeline.webhooks.receiver` (uvicorn, 127.0.0.1, a fresh inbox in a
 temporary CENTRA_DATA_DIR) as a subprocess and drives it from this process over loopback
 with a small asyncio HTTP/1.1 client: keep-alive connections, each request a new delivery
 (unique order numbers), signed at send time. Every response must be 200 with all events
@@ -39,7 +39,7 @@ import psutil
 import uvicorn
 
 from centra_pipeline.centra.webhook import WebhookEvent, encode_payload, signature_header
-from centra_pipeline.inbox import Delivery, Inbox, StoreResult
+from centra_pipeline.webhooks.inbox import Delivery, Inbox, StoreResult
 
 SECRET = "bench-secret-not-real"
 RESULTS = Path(__file__).resolve().parent / "results" / "webhook_receiver.md"
@@ -75,7 +75,7 @@ def make_body(n: int, events_per_request: int) -> bytes:
 
 def serve_direct() -> int:
     """The comparison variant (never shipped): store on the event loop, one commit each."""
-    from centra_pipeline import webhook_receiver
+    from centra_pipeline.webhooks import receiver as webhook_receiver
 
     async def store(self: webhook_receiver._GroupCommitter, delivery: Delivery) -> StoreResult:
         return self._inbox.store_many([delivery])[0]
@@ -85,7 +85,7 @@ def serve_direct() -> int:
 
 
 MODES = {
-    "writer thread (shipped)": [sys.executable, "-m", "centra_pipeline.webhook_receiver"],
+    "writer thread (shipped)": [sys.executable, "-m", "centra_pipeline.webhooks.receiver"],
     "on the event loop": [sys.executable, __file__, "--serve-direct"],
 }
 
@@ -302,7 +302,7 @@ def write_results(
 - machine: {machine()}
 - Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, uvicorn {uvicorn.__version__}
   ({_uvicorn_stack()}); inbox on the local disk (`tempfile`), WAL with `synchronous=FULL`
-- receiver: `python -m centra_pipeline.webhook_receiver --port 0` (uvicorn, one process),
+- receiver: `python -m centra_pipeline.webhooks.receiver --port 0` (uvicorn, one process),
   logging one INFO line per delivery to a file
 - client: this script, asyncio, keep-alive HTTP/1.1 on 127.0.0.1, same 2 cores as the server;
   each request a new delivery of {events} events (1 order update + shipments), signed at send

@@ -18,11 +18,11 @@ from centra_pipeline.centra.http import HttpConfig
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.emulator import Emulator, EmulatorConfig
-from centra_pipeline.extract import ExtractOptions, Extractor
-from centra_pipeline.lake import Lake, LoadManifest
-from centra_pipeline.schema import STREAMS
 from centra_pipeline.settings import Settings, project_root
-from centra_pipeline.warehouse import MergeResult, Warehouse
+from centra_pipeline.storage.lake import Lake, LoadManifest
+from centra_pipeline.storage.warehouse import MergeResult, Warehouse
+from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.sync.extract import ExtractOptions, Extractor
 
 TZ = "Europe/Stockholm"
 NOW = "2026-01-15 12:00:00"

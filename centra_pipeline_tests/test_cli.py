@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline_tests.conftest import point_env_at
 
 

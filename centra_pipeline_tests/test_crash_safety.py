@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from centra_pipeline.lake import Lake
-from centra_pipeline.schema import STREAMS, TABLES
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.streams.model import STREAMS, TABLES
 from centra_pipeline_tests.conftest import TZ, Pipeline, running_emulator
 
 STREAMS_UNDER_TEST = ["orders", "returns", "catalogue"]

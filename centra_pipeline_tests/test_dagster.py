@@ -17,9 +17,9 @@ from dagster._core.definitions.dependency import NodeHandle
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.jobs import SYNC_JOB_NAME
-from centra_pipeline.schema import STREAMS, TABLES
 from centra_pipeline.settings import project_root
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.streams.model import STREAMS, TABLES
 
 LAKE_METADATA = {
     "records_fetched",

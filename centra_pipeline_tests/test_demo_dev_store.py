@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import centra_pipeline.emulator
-from centra_pipeline import demo
-from centra_pipeline.cli import build_parser
+from centra_pipeline.cli import demo
+from centra_pipeline.cli.main import build_parser
 
 COMMANDS = {"dev": ["dev"], "demo --ui": ["demo", "--ui"], "demo": ["demo"]}
 STORE_OPTIONS = ("orders", "customers", "products", "seed")

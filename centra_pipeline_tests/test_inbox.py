@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from centra_pipeline.centra.webhook import WebhookEvent
-from centra_pipeline.inbox import DOCUMENTED_ACTIONS, Delivery, Inbox
+from centra_pipeline.webhooks.inbox import DOCUMENTED_ACTIONS, Delivery, Inbox
 
 
 def order(number: int, date: str = "2021-01-29 14:40:58.628033", action: str = "update"):
@@ -239,7 +239,7 @@ def test_writer_keeps_working_while_another_process_reads(tmp_path: Path) -> Non
     reader_code = textwrap.dedent(
         f"""
         import sys, time
-        from centra_pipeline.inbox import Inbox
+        from centra_pipeline.webhooks.inbox import Inbox
         inbox = Inbox({str(path)!r}, readonly=True)
         print("ready", flush=True)
         reads, cursor, deadline = 0, 0, time.monotonic() + 60

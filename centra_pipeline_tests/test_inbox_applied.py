@@ -13,9 +13,9 @@ import pytest
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.emulator import Emulator
-from centra_pipeline.inbox import Inbox
-from centra_pipeline.lake import Lake
-from centra_pipeline.webhook_receiver import create_app
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.webhooks.inbox import Inbox
+from centra_pipeline.webhooks.receiver import create_app
 from centra_pipeline_tests.conftest import (
     WEBHOOK_SECRET,
     Pipeline,

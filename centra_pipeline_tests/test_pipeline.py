@@ -5,10 +5,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from centra_pipeline.lake import Lake
-from centra_pipeline.schema import STREAMS, TABLES
-from centra_pipeline.transform import record_hash
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams.rows import record_hash
 from centra_pipeline_tests.conftest import TZ, Pipeline
 
 TICK = {
@@ -250,8 +250,8 @@ def test_an_older_read_merged_late_never_replaces_a_newer_one(pipeline: Pipeline
     from datetime import UTC, datetime
 
     from centra_pipeline.centra.jsonstream import RawRecord
-    from centra_pipeline.schema import STREAMS
-    from centra_pipeline.transform import flatten
+    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.streams.rows import flatten
 
     pipeline.sync(["orders"])
     changed = pipeline.emu.tick(updated_orders=10, advance_seconds=60)["updated_order_ids"]
@@ -434,7 +434,7 @@ def test_a_value_of_the_wrong_type_fails_the_load_and_changes_nothing(pipeline: 
 
     from centra_pipeline.centra.order_api import OrderApi
     from centra_pipeline.centra.quirks import TypeDrift
-    from centra_pipeline.extract import Extractor
+    from centra_pipeline.sync.extract import Extractor
     from centra_pipeline_tests.centra.conftest import PlainServer
     from centra_pipeline_tests.conftest import FAST_HTTP
 

@@ -8,9 +8,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from centra_pipeline.reconcile import KeyIndex, day_ranges, request_window
-from centra_pipeline.schema import TABLES
-from centra_pipeline.transform import record_hash
+from centra_pipeline.streams.model import TABLES
+from centra_pipeline.streams.rows import record_hash
+from centra_pipeline.sync.reconcile import KeyIndex, day_ranges, request_window
 from centra_pipeline_tests.conftest import TZ, Pipeline
 from centra_pipeline_tests.truth import truth_tables
 

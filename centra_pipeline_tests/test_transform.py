@@ -11,10 +11,10 @@ import pytest
 
 from centra_pipeline.centra.jsonstream import RawRecord, parse_envelope
 from centra_pipeline.centra.quirks import TypeDrift
-from centra_pipeline.schema import STREAMS, TABLES, snake
 from centra_pipeline.settings import project_root
-from centra_pipeline.tables_doc import render
-from centra_pipeline.transform import MissingKey, flatten
+from centra_pipeline.streams.model import STREAMS, TABLES, snake
+from centra_pipeline.streams.rows import MissingKey, flatten
+from centra_pipeline.streams.tables_doc import render
 
 # Shaped like the order in Centra's GET /orders example: string ids, money as numbers and
 # strings, a zero date, an escaped slash, a bundle, a voucher, a custom attribute.
@@ -179,5 +179,5 @@ def test_table_reference_is_current() -> None:
     committed = (project_root() / "docs" / "tables.md").read_text()
     assert committed == render(), (
         "docs/tables.md is stale: run "
-        "`uv run python -m centra_pipeline.tables_doc > docs/tables.md`"
+        "`uv run python -m centra_pipeline.streams.tables_doc > docs/tables.md`"
     )

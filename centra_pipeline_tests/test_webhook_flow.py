@@ -16,9 +16,9 @@ from centra_pipeline.definitions import defs
 from centra_pipeline.defs import sensors
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.emulator import Emulator
-from centra_pipeline.inbox import Inbox
-from centra_pipeline.lake import Lake
-from centra_pipeline.webhook_receiver import create_app
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.webhooks.inbox import Inbox
+from centra_pipeline.webhooks.receiver import create_app
 from centra_pipeline_tests.conftest import (
     TZ,
     WEBHOOK_SECRET,
@@ -136,7 +136,7 @@ def test_a_replaced_inbox_is_read_from_its_start(inbox_path: Path) -> None:
 
 
 def test_plan_refresh_reports_ids_that_are_not_order_numbers() -> None:
-    from centra_pipeline.inbox import InboxEvent
+    from centra_pipeline.webhooks.inbox import InboxEvent
 
     def event(seq: int, object_id: str) -> InboxEvent:
         return InboxEvent(seq, 1, "order", "update", object_id, None, None, datetime.now(UTC))

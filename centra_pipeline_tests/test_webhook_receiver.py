@@ -1,7 +1,7 @@
 """The webhook receiver over real HTTP on loopback, with a real inbox file in tmp_path.
 
 Most tests run uvicorn in a thread; the crash and logging tests run the receiver's own
-runner (`python -m centra_pipeline.webhook_receiver`) as a subprocess.
+runner (`python -m centra_pipeline.webhooks.receiver`) as a subprocess.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import pytest
 import requests
 import uvicorn
 
-from centra_pipeline import webhook_receiver
 from centra_pipeline.centra.webhook import encode_payload, signature_header, verify_signature
-from centra_pipeline.inbox import Inbox
-from centra_pipeline.webhook_receiver import create_app
+from centra_pipeline.webhooks import receiver as webhook_receiver
+from centra_pipeline.webhooks.inbox import Inbox
+from centra_pipeline.webhooks.receiver import create_app
 
 SECRET = "whsec-test-Q7mZ2p"
 FORM = "application/x-www-form-urlencoded"
@@ -456,7 +456,7 @@ def receiver_process(data_dir: Path, log: Path, secret: str = SECRET) -> Iterato
     offset = log.stat().st_size if log.exists() else 0  # the log of an earlier run is kept
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "centra_pipeline.webhook_receiver", "--port", "0"],
+            [sys.executable, "-m", "centra_pipeline.webhooks.receiver", "--port", "0"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

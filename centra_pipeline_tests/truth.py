@@ -16,8 +16,8 @@ import pyarrow as pa
 
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.emulator import Emulator
-from centra_pipeline.schema import STREAMS, TABLES
-from centra_pipeline.transform import flatten
+from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams.rows import flatten
 
 TRUTH_SOURCES = {
     "orders": lambda store: store.iter_orders(),

@@ -19,7 +19,6 @@ from typing import Any
 
 import dagster as dg
 
-from centra_pipeline import quality
 from centra_pipeline.centra.errors import (
     CentraAuthError,
     CentraBusinessError,
@@ -28,13 +27,14 @@ from centra_pipeline.centra.errors import (
 )
 from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.defs.resources import CentraResource
-from centra_pipeline.extract import ExtractOptions, Extractor, Progress
-from centra_pipeline.lake import LoadManifest
-from centra_pipeline.reconcile import Drift
-from centra_pipeline.schema import STREAMS, TABLES, Stream, Table
 from centra_pipeline.settings import ConfigError, Settings
-from centra_pipeline.transform import MissingKey
-from centra_pipeline.warehouse import MergeResult, q
+from centra_pipeline.storage import quality
+from centra_pipeline.storage.lake import LoadManifest
+from centra_pipeline.storage.warehouse import MergeResult, q
+from centra_pipeline.streams.model import STREAMS, TABLES, Stream, Table
+from centra_pipeline.streams.rows import MissingKey
+from centra_pipeline.sync.extract import ExtractOptions, Extractor, Progress
+from centra_pipeline.sync.reconcile import Drift
 
 GROUPS = {"order_api": "centra_order_api", "shop_api": "centra_shop_api"}
 API_LABELS = {"order_api": "Order API", "shop_api": "Shop API"}
@@ -101,7 +101,7 @@ SNAPSHOT_KEY = dg.AssetKey(["analyst", "centra_duckdb"])
 
 
 def column_schema(table: Table) -> dg.TableSchema:
-    from centra_pipeline.schema import META_DESCRIPTIONS, META_TYPES, warehouse_meta
+    from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 
     single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
     columns = [

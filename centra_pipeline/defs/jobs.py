@@ -18,8 +18,8 @@ from centra_pipeline.defs.assets import (
     lake_key,
     table_key,
 )
-from centra_pipeline.schema import STREAMS
 from centra_pipeline.settings import ConfigError, Settings, environment
+from centra_pipeline.streams.model import STREAMS
 
 SYNC_JOB_NAME = "centra_sync"
 ORDER_REFRESH_JOB_NAME = "centra_order_refresh"

@@ -16,9 +16,9 @@ import dagster as dg
 from centra_pipeline.centra.http import HttpConfig
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
-from centra_pipeline.lake import Lake
 from centra_pipeline.settings import Settings
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse
 
 
 class CentraResource(dg.ConfigurableResource):

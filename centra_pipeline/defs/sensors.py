@@ -21,8 +21,8 @@ import json
 import dagster as dg
 
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, centra_order_refresh_job
-from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
 from centra_pipeline.settings import Settings
+from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
 
 SENSOR_NAME = "centra_order_webhook_sensor"
 MAX_EVENTS_PER_TICK = 5000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from centra_pipeline.cli import main
+from centra_pipeline.cli.main import main
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.emulator.config import SHOP_ENDPOINTS
 

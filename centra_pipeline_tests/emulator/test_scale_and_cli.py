@@ -12,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from centra_pipeline.cli import main
+from centra_pipeline.cli.main import main
 from centra_pipeline.emulator.store import TICK_FIELDS, OrderQuery, Store
 
 from .conftest import make_config

@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start the live demo: emulator ticking every few seconds, webhook "
         "receiver and the Dagster UI with schedule and sensor on",
     )
-    from centra_pipeline import dev
+    from centra_pipeline.cli import dev
 
     dev.add_arguments(parser)  # the --ui options
 
@@ -152,11 +152,11 @@ def demo_customers(orders: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.ui:
-        from centra_pipeline import dev
+        from centra_pipeline.cli import dev
 
         return dev.run(args)
+    from centra_pipeline.cli.runs import print_summary, run_sync
     from centra_pipeline.emulator import Emulator
-    from centra_pipeline.runner import print_summary, run_sync
 
     if args.orders < 1:
         print("centra-pipeline: --orders must be at least 1", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Generate docs/tables.md (the table reference) from the schema definitions.
 
-    uv run python -m centra_pipeline.tables_doc > docs/tables.md
+    uv run python -m centra_pipeline.streams.tables_doc > docs/tables.md
 
 A test fails when the committed file differs from what this prints, so the reference can
 never drift from the code.
@@ -8,7 +8,7 @@ never drift from the code.
 
 from __future__ import annotations
 
-from centra_pipeline.schema import (
+from centra_pipeline.streams.model import (
     META_DESCRIPTIONS,
     META_TYPES,
     STREAMS,
@@ -21,7 +21,8 @@ def render() -> str:
     out = [
         "# Table reference",
         "",
-        "Generated from `centra_pipeline/schema.py` by `python -m centra_pipeline.tables_doc`;",
+        "Generated from `centra_pipeline/streams/` by",
+        "`python -m centra_pipeline.streams.tables_doc`;",
         "a test keeps it current. Every table lives in the analyst snapshot",
         "`$CENTRA_DATA_DIR/centra.duckdb` (schema `main`), next to the pipeline's own tables in",
         "schema `pipeline` (`sync_state`, `load_log`, `schema_drift`).",

@@ -27,7 +27,7 @@ import pyarrow as pa
 from centra_pipeline.centra import quirks
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.quirks import Coercions, TypeDrift
-from centra_pipeline.schema import (
+from centra_pipeline.streams.model import (
     BIGINT,
     BOOL,
     DOUBLE,

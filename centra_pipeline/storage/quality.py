@@ -9,8 +9,8 @@ from typing import Any
 
 import duckdb
 
-from centra_pipeline.schema import TABLES, Table
-from centra_pipeline.warehouse import q
+from centra_pipeline.storage.warehouse import q
+from centra_pipeline.streams.model import TABLES, Table
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Any, TextIO
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
-from centra_pipeline.reconcile import Drift
-from centra_pipeline.schema import STREAMS
 from centra_pipeline.settings import project_root
+from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.sync.reconcile import Drift
 
 CLI_RUN_TAG = "centra_pipeline/cli_run"
 

@@ -36,16 +36,8 @@ from typing import Any
 import duckdb
 
 from centra_pipeline.centra.quirks import parse_local_datetime
-from centra_pipeline.failpoints import failpoint
-from centra_pipeline.lake import Lake, LoadManifest, pid_alive
-from centra_pipeline.reconcile import (
-    FINAL_ORDER_STATUSES,
-    RECONCILE_MODES,
-    DayRange,
-    Drift,
-    KeyIndex,
-)
-from centra_pipeline.schema import (
+from centra_pipeline.storage.lake import Lake, LoadManifest, pid_alive
+from centra_pipeline.streams.model import (
     META_TYPES,
     STREAMS,
     TABLES,
@@ -53,8 +45,16 @@ from centra_pipeline.schema import (
     Table,
     warehouse_meta,
 )
+from centra_pipeline.sync.reconcile import (
+    FINAL_ORDER_STATUSES,
+    RECONCILE_MODES,
+    DayRange,
+    Drift,
+    KeyIndex,
+)
+from centra_pipeline.testing.failpoints import failpoint
 
-log = logging.getLogger("centra_pipeline.warehouse")
+log = logging.getLogger("centra_pipeline.storage.warehouse")
 
 STORAGE_COMPATIBILITY = "v1.5.0"
 # What an open reconciliation pass re-reads, per stream: (table, date column, open rows).

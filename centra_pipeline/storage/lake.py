@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from centra_pipeline.centra.quirks import Coercions
-from centra_pipeline.failpoints import failpoint
-from centra_pipeline.schema import Stream
-from centra_pipeline.transform import Batch, Drift, lake_schema
+from centra_pipeline.streams.model import Stream
+from centra_pipeline.streams.rows import Batch, Drift, lake_schema
+from centra_pipeline.testing.failpoints import failpoint
 
 MANIFEST = "_manifest.json"
 ROWS_PER_FILE = 500_000

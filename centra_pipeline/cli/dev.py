@@ -41,7 +41,7 @@ TICK = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     if not any(a.dest == "orders" for a in parser._actions):  # `demo` has added them already
-        from centra_pipeline.demo import add_store_arguments
+        from centra_pipeline.cli.demo import add_store_arguments
 
         add_store_arguments(parser)
     parser.add_argument(
@@ -92,9 +92,9 @@ def _stop(proc: subprocess.Popen | None, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centra_pipeline.demo import _prepare_data_dir, emulator_env, store_config
+    from centra_pipeline.cli.demo import _prepare_data_dir, emulator_env, store_config
+    from centra_pipeline.cli.runs import print_summary, run_sync
     from centra_pipeline.emulator import Emulator
-    from centra_pipeline.runner import print_summary, run_sync
 
     settings = Settings.from_env()
     problem = _prepare_data_dir(settings)

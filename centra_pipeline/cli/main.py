@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # --- sync --------------------------------------------------------------------------------
 def _stream_config(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    from centra_pipeline.schema import STREAMS
+    from centra_pipeline.streams.model import STREAMS
 
     config: dict[str, object] = {}
     if args.full_refresh:
@@ -59,9 +59,9 @@ def _stream_config(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from centra_pipeline.extract import ExtractOptions
-    from centra_pipeline.runner import print_summary, run_sync
-    from centra_pipeline.schema import STREAMS
+    from centra_pipeline.cli.runs import print_summary, run_sync
+    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.sync.extract import ExtractOptions
 
     try:
         settings = Settings.from_env()
@@ -112,8 +112,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 # --- state -------------------------------------------------------------------------------
 def cmd_state(args: argparse.Namespace) -> int:
-    from centra_pipeline.schema import STREAMS
-    from centra_pipeline.warehouse import Warehouse
+    from centra_pipeline.storage.warehouse import Warehouse
+    from centra_pipeline.streams.model import STREAMS
 
     try:
         settings = Settings.from_env()
@@ -219,7 +219,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 def _inbox_state(settings: Settings, warehouse) -> dict[str, object] | None:
     """How far the webhook inbox has been applied to the warehouse (None: no inbox)."""
-    from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox
+    from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox
 
     if not settings.inbox_path.exists():
         return None
@@ -279,11 +279,14 @@ def _module_command(module_name: str) -> tuple[Callable, Callable]:
 
 MODULE_COMMANDS = {
     # name: (module with add_arguments/run, help)
-    "demo": ("centra_pipeline.demo", "run the emulator and a full sync into CENTRA_DATA_DIR"),
+    "demo": ("centra_pipeline.cli.demo", "run the emulator and a full sync into CENTRA_DATA_DIR"),
     "emulator": ("centra_pipeline.emulator.cli", "run the bundled Centra emulator"),
-    "webhook-server": ("centra_pipeline.webhook_receiver", "run the webhook receiver"),
-    "dev": ("centra_pipeline.dev", "emulator + webhook receiver + Dagster UI, wired together"),
-    "verify": ("centra_pipeline.verify", "compare Centra with the analyst snapshot, per day"),
+    "webhook-server": ("centra_pipeline.webhooks.receiver", "run the webhook receiver"),
+    "dev": ("centra_pipeline.cli.dev", "emulator + webhook receiver + Dagster UI, wired together"),
+    "verify": (
+        "centra_pipeline.verify.compare",
+        "compare Centra with the analyst snapshot, per day",
+    ),
 }
 
 

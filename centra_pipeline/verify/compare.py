@@ -50,8 +50,17 @@ from centra_pipeline.centra.http import HttpConfig, prefetch
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.order_api import OrderApi, Page
 from centra_pipeline.centra.quirks import Coercions, TypeDrift, shift_local
-from centra_pipeline.schema import BIGINT, CUSTOMERS, ORDERS, RETURNS, TEXT, TS, Column, Table
 from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.streams.model import (
+    BIGINT,
+    CUSTOMERS,
+    ORDERS,
+    RETURNS,
+    TEXT,
+    TS,
+    Column,
+    Table,
+)
 
 EXIT_AGREE = 0
 EXIT_DRIFT = 1

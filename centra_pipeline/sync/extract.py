@@ -61,25 +61,25 @@ from centra_pipeline.centra.quirks import (
     shift_local,
 )
 from centra_pipeline.centra.shop_api import ShopApi
-from centra_pipeline.failpoints import failpoint
-from centra_pipeline.inbox import ORDER_REFRESH_TYPES, Inbox
-from centra_pipeline.lake import Lake, LoadManifest, LoadWriter, new_load_id
-from centra_pipeline.reconcile import (
-    OPEN_STREAMS,
-    RECONCILE_MODES,
-    KeyIndex,
-    day_ranges,
-)
-from centra_pipeline.schema import STREAMS, Stream
 from centra_pipeline.settings import (
     DEFAULT_CATALOGUE_FULL_READ_HOURS,
     DEFAULT_ORDERS_LOOKBACK_DAYS,
     DEFAULT_RECONCILE_FULL_DAYS,
 )
-from centra_pipeline.transform import flatten, record_hash
-from centra_pipeline.warehouse import Warehouse
+from centra_pipeline.storage.lake import Lake, LoadManifest, LoadWriter, new_load_id
+from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.streams.model import STREAMS, Stream
+from centra_pipeline.streams.rows import flatten, record_hash
+from centra_pipeline.sync.reconcile import (
+    OPEN_STREAMS,
+    RECONCILE_MODES,
+    KeyIndex,
+    day_ranges,
+)
+from centra_pipeline.testing.failpoints import failpoint
+from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox
 
-log = logging.getLogger("centra_pipeline.extract")
+log = logging.getLogger("centra_pipeline.sync.extract")
 
 MODES = ("incremental", "full_refresh", "backfill", "refresh", *RECONCILE_MODES)
 # The field holding each Order API stream's key (its table's primary key).

@@ -57,10 +57,10 @@ from centra_pipeline.centra.webhook import (
     parse_signature_header,
     verify_signature,
 )
-from centra_pipeline.inbox import Delivery, Inbox, StoreResult
 from centra_pipeline.settings import ENV_WEBHOOK_SECRET, ConfigError, Settings
+from centra_pipeline.webhooks.inbox import Delivery, Inbox, StoreResult
 
-logger = logging.getLogger("centra_pipeline.webhook_receiver")  # also under `python -m`
+logger = logging.getLogger("centra_pipeline.webhooks.receiver")  # also under `python -m`
 
 WEBHOOK_PATH = "/webhooks/centra"
 HEALTH_PATH = "/healthz"
