@@ -33,6 +33,10 @@ ENV_CATALOGUE_FULL_READ_HOURS = "CENTRA_CATALOGUE_FULL_READ_HOURS"
 ENV_RECONCILE_CRON = "CENTRA_RECONCILE_CRON"
 ENV_RECONCILE_FULL_DAYS = "CENTRA_RECONCILE_FULL_DAYS"
 ENV_RECONCILE_WARN_SHARE = "CENTRA_RECONCILE_WARN_SHARE"
+ENV_SYNC_CRON = "CENTRA_SYNC_CRON"
+ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
+# The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
+CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_RPS = 10.0
@@ -42,6 +46,8 @@ DEFAULT_CATALOGUE_FULL_READ_HOURS = 24.0
 DEFAULT_RECONCILE_CRON = "30 3 * * *"  # daily, at a quiet hour
 DEFAULT_RECONCILE_FULL_DAYS = 7.0
 DEFAULT_RECONCILE_WARN_SHARE = 0.01
+DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour
+SYNC_EXECUTORS = ("multiprocess", "in_process")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -126,6 +132,35 @@ def _cron(env: dict[str, str], name: str, default: str) -> str:
     return value
 
 
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def connection_env(
+    order_api_url: str,
+    order_api_key: str,
+    shop_api_url: str,
+    shop_api_key: str,
+    timezone: str,
+    webhook_secret: str | None = None,
+) -> dict[str, str]:
+    """The variables that point the pipeline at one Centra store (or an emulated one)."""
+    env = dict(
+        zip(
+            CONNECTION_ENV,
+            (order_api_url, order_api_key, shop_api_url, shop_api_key),
+            strict=True,
+        )
+    )
+    env[ENV_TIMEZONE] = timezone
+    if webhook_secret:
+        env[ENV_WEBHOOK_SECRET] = webhook_secret
+    return env
+
+
 @dataclass(frozen=True)
 class Settings:
     order_api_url: str | None = None
@@ -147,6 +182,11 @@ class Settings:
     reconcile_cron: str = DEFAULT_RECONCILE_CRON
     reconcile_full_days: float = DEFAULT_RECONCILE_FULL_DAYS
     reconcile_warn_share: float = DEFAULT_RECONCILE_WARN_SHARE
+    # The scheduled sync: when it runs, and whether its streams run as parallel step
+    # processes (`multiprocess`) or in the run's own process (`in_process`: better on a small
+    # machine that also hosts the emulator, as the live demo does).
+    sync_cron: str = DEFAULT_SYNC_CRON
+    sync_executor: str = SYNC_EXECUTORS[0]
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -198,6 +238,8 @@ class Settings:
             reconcile_warn_share=_share(
                 env, ENV_RECONCILE_WARN_SHARE, DEFAULT_RECONCILE_WARN_SHARE
             ),
+            sync_cron=_cron(env, ENV_SYNC_CRON, DEFAULT_SYNC_CRON),
+            sync_executor=_choice(env, ENV_SYNC_EXECUTOR, SYNC_EXECUTORS),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------

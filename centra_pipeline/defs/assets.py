@@ -30,7 +30,8 @@ from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.storage import quality
 from centra_pipeline.storage.lake import LoadManifest
-from centra_pipeline.storage.warehouse import MergeResult, q
+from centra_pipeline.storage.sql import main_table
+from centra_pipeline.storage.warehouse import MergeResult
 from centra_pipeline.streams.model import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.rows import MissingKey
 from centra_pipeline.sync.extract import ExtractOptions, Extractor, Progress
@@ -386,9 +387,9 @@ def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
         with warehouse.reader() as con:
             assert con is not None
             for table in tables:
-                row_count = con.execute(f"SELECT count(*) FROM main.{q(table.name)}").fetchall()[0][
-                    0
-                ]
+                row_count = con.execute(
+                    f"SELECT count(*) FROM {main_table(table.name)}"
+                ).fetchall()[0][0]
                 yield dg.MaterializeResult(
                     asset_key=table_key(table),
                     metadata=_merge_metadata(results, pending, table, row_count, seconds),
@@ -504,7 +505,9 @@ def centra_snapshot(context: dg.AssetExecutionContext, centra: CentraResource):
     with centra.warehouse().reader() as con:
         if con is not None:
             for name in TABLES:
-                counts[name] = con.execute(f"SELECT count(*) FROM main.{q(name)}").fetchall()[0][0]
+                counts[name] = con.execute(f"SELECT count(*) FROM {main_table(name)}").fetchall()[
+                    0
+                ][0]
     context.log.info(
         "published %s (%s bytes) in %.2f s", info["path"], info["bytes"], info["seconds"]
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from centra_pipeline.storage.warehouse import q
+from centra_pipeline.storage.sql import main_table, quote_ident
 from centra_pipeline.streams.model import TABLES, Table
 
 
@@ -21,15 +21,15 @@ class CheckOutcome:
 
 
 def primary_key_unique(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOutcome:
-    keys = ", ".join(q(k) for k in table.primary_key)
+    keys = ", ".join(quote_ident(k) for k in table.primary_key)
     duplicates, sample = con.execute(
         f"""SELECT count(*), any_value(k) FROM (
-            SELECT ({keys})::VARCHAR AS k FROM main.{q(table.name)}
+            SELECT ({keys})::VARCHAR AS k FROM {main_table(table.name)}
             GROUP BY {keys} HAVING count(*) > 1)"""
     ).fetchall()[0]
     null_keys = con.execute(
-        f"SELECT count(*) FROM main.{q(table.name)} WHERE "
-        + " OR ".join(f"{q(k)} IS NULL" for k in table.primary_key)
+        f"SELECT count(*) FROM {main_table(table.name)} WHERE "
+        + " OR ".join(f"{quote_ident(k)} IS NULL" for k in table.primary_key)
     ).fetchall()[0][0]
     passed = duplicates == 0 and null_keys == 0
     return CheckOutcome(
@@ -51,8 +51,8 @@ def required_not_null(con: duckdb.DuckDBPyConnection, table: Table) -> CheckOutc
         return CheckOutcome(True, f"{table.name}: no required columns")
     counts = con.execute(
         "SELECT "
-        + ", ".join(f"count(*) FILTER (WHERE {q(c)} IS NULL)" for c in required)
-        + f" FROM main.{q(table.name)}"
+        + ", ".join(f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL)" for c in required)
+        + f" FROM {main_table(table.name)}"
     ).fetchall()[0]
     nulls = {c: n for c, n in zip(required, counts, strict=True) if n}
     return CheckOutcome(
@@ -69,14 +69,14 @@ def references_parent(con: duckdb.DuckDBPyConnection, child: Table) -> CheckOutc
     assert child.parent is not None
     parent = TABLES[child.parent]
     link = " AND ".join(
-        f"p.{q(pk)} = c.{q(ck)}"
+        f"p.{quote_ident(pk)} = c.{quote_ident(ck)}"
         for ck, pk in zip(child.parent_key, parent.primary_key, strict=True)
     )
     orphans, sample = con.execute(
         f"""SELECT count(*),
-               any_value(({", ".join(f"c.{q(k)}" for k in child.parent_key)})::VARCHAR)
-        FROM main.{q(child.name)} c
-        WHERE NOT EXISTS (SELECT 1 FROM main.{q(parent.name)} p WHERE {link})"""
+               any_value(({", ".join(f"c.{quote_ident(k)}" for k in child.parent_key)})::VARCHAR)
+        FROM {main_table(child.name)} c
+        WHERE NOT EXISTS (SELECT 1 FROM {main_table(parent.name)} p WHERE {link})"""
     ).fetchall()[0]
     return CheckOutcome(
         orphans == 0,

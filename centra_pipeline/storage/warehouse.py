@@ -37,6 +37,7 @@ import duckdb
 
 from centra_pipeline.centra.quirks import parse_local_datetime
 from centra_pipeline.storage.lake import Lake, LoadManifest, pid_alive
+from centra_pipeline.storage.sql import ident_list, main_table, quote_ident, string_list
 from centra_pipeline.streams.model import (
     META_TYPES,
     STREAMS,
@@ -104,18 +105,10 @@ class MergeResult:
     drift: Drift | None = None  # a reconciliation's findings
 
 
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_list(values: list[Any]) -> str:
-    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
-
-
 def table_ddl(table: Table) -> str:
-    cols = [f"{q(col.name)} {col.type}" for col in table.columns]
-    cols += [f"{q(meta)} {META_TYPES[meta]}" for meta in warehouse_meta(table)]
-    return f"CREATE TABLE IF NOT EXISTS main.{q(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"
+    cols = [f"{quote_ident(col.name)} {col.type}" for col in table.columns]
+    cols += [f"{quote_ident(meta)} {META_TYPES[meta]}" for meta in warehouse_meta(table)]
+    return f"CREATE TABLE IF NOT EXISTS {main_table(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"
 
 
 PIPELINE_DDL = [
@@ -347,9 +340,9 @@ class Warehouse:
         for day_range in ranges:
             start, end = day_range.bounds()
             request = day_range.request()
-            inside.append(f"({q(column)} >= ? AND {q(column)} < ?)")
+            inside.append(f"({quote_ident(column)} >= ? AND {quote_ident(column)} < ?)")
             inside_params += [parse_local_datetime(start, tz), parse_local_datetime(end, tz)]
-            widened.append(f"({q(column)} >= ? AND {q(column)} <= ?)")
+            widened.append(f"({quote_ident(column)} >= ? AND {quote_ident(column)} <= ?)")
             widened_params += [
                 parse_local_datetime(request["newer_than"], tz),
                 parse_local_datetime(request["older_than"], tz),
@@ -378,8 +371,8 @@ class Warehouse:
             if con is None or not _has_table(con, "main", table.name):
                 return KeyIndex([], [], compare=compare)
             arrays = con.execute(
-                f"SELECT {q(pk)} AS k, _hash AS h, ({expected}) AS e "
-                f"FROM main.{q(table.name)} WHERE _missing_since IS NULL AND ({where})",
+                f"SELECT {quote_ident(pk)} AS k, _hash AS h, ({expected}) AS e "
+                f"FROM {main_table(table.name)} WHERE _missing_since IS NULL AND ({where})",
                 [*expected_params, *params],
             ).fetchnumpy()
         return KeyIndex(arrays["k"], arrays["h"], arrays["e"], compare=compare)
@@ -393,9 +386,9 @@ class Warehouse:
             if con is None or not _has_table(con, "main", table):
                 return {}
             rows = con.execute(
-                f"SELECT CAST(timezone(?, {q(column)}) AS DATE) AS day, count(*), "
-                f"count(*) FILTER (WHERE {condition}) FROM main.{q(table)} "
-                f"WHERE _missing_since IS NULL AND {q(column)} IS NOT NULL GROUP BY day",
+                f"SELECT CAST(timezone(?, {quote_ident(column)}) AS DATE) AS day, count(*), "
+                f"count(*) FILTER (WHERE {condition}) FROM {main_table(table)} "
+                f"WHERE _missing_since IS NULL AND {quote_ident(column)} IS NOT NULL GROUP BY day",
                 [tz],
             ).fetchall()
         return {day: (total, open_) for day, total, open_ in rows}
@@ -528,7 +521,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         wanted += [(meta, META_TYPES[meta]) for meta in warehouse_meta(table)]
         for name, type_ in wanted:
             if name not in existing[table.name]:
-                con.execute(f"ALTER TABLE main.{q(table.name)} ADD COLUMN {q(name)} {type_}")
+                con.execute(
+                    f"ALTER TABLE {main_table(table.name)} ADD COLUMN {quote_ident(name)} {type_}"
+                )
 
 
 def _columns(table: Table) -> list[str]:
@@ -541,7 +536,7 @@ def _select_list(table: Table, alias: str) -> str:
         if name == "_missing_since":
             parts.append("NULL::TIMESTAMPTZ")
         else:
-            parts.append(f"{alias}.{q(name)}")
+            parts.append(f"{alias}.{quote_ident(name)}")
     return ", ".join(parts)
 
 
@@ -557,20 +552,20 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
     if already:
         result.skipped = True
         return result
-    pk_cols = ", ".join(q(k) for k in pk)
-    join_on = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in pk)
+    pk_cols = ", ".join(quote_ident(k) for k in pk)
+    join_on = " AND ".join(f"s.{quote_ident(k)} = t.{quote_ident(k)}" for k in pk)
     con.execute("BEGIN TRANSACTION")
     try:
         parent_files = manifest.file_paths(parent.name)
         if parent_files:
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE stg AS
-                SELECT * EXCLUDE (_raw) FROM read_parquet({_sql_list(parent_files)})
+                SELECT * EXCLUDE (_raw) FROM read_parquet({string_list(parent_files)})
                 QUALIFY row_number() OVER (PARTITION BY {pk_cols}
                                            ORDER BY _extracted_at DESC, _seq DESC) = 1"""
             )
         else:
-            cols = ", ".join(f"NULL::{c.type} AS {q(c.name)}" for c in parent.columns)
+            cols = ", ".join(f"NULL::{c.type} AS {quote_ident(c.name)}" for c in parent.columns)
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE stg AS SELECT {cols},
                 NULL::VARCHAR AS _load_id, NULL::TIMESTAMPTZ AS _extracted_at,
@@ -579,9 +574,9 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
             )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE win AS
-            SELECT s.*, t.{q(pk[0])} IS NULL AS _is_new
-            FROM stg s LEFT JOIN main.{q(parent.name)} t ON {join_on}
-            WHERE t.{q(pk[0])} IS NULL
+            SELECT s.*, t.{quote_ident(pk[0])} IS NULL AS _is_new
+            FROM stg s LEFT JOIN {main_table(parent.name)} t ON {join_on}
+            WHERE t.{quote_ident(pk[0])} IS NULL
                OR (s._extracted_at >= t._extracted_at
                    AND (s._hash IS DISTINCT FROM t._hash OR t._missing_since IS NOT NULL))"""
         )
@@ -590,22 +585,22 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
             "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM win"
         ).fetchall()[0]
         result.unchanged = con.execute(
-            f"""SELECT count(*) FROM stg s JOIN main.{q(parent.name)} t ON {join_on}
+            f"""SELECT count(*) FROM stg s JOIN {main_table(parent.name)} t ON {join_on}
             WHERE s._hash = t._hash AND t._missing_since IS NULL"""
         ).fetchall()[0][0]
         result.stale = result.staged - result.new - result.updated - result.unchanged
         # Unchanged rows were confirmed by a newer read: remember when, so that an older load
         # merged later (a concurrent run's) cannot replace them with what it saw before.
         con.execute(
-            f"""UPDATE main.{q(parent.name)} t SET _extracted_at = s._extracted_at
+            f"""UPDATE {main_table(parent.name)} t SET _extracted_at = s._extracted_at
             FROM stg s WHERE {join_on} AND s._hash = t._hash
               AND s._extracted_at > t._extracted_at AND t._missing_since IS NULL"""
         )
 
         win_keys = f"SELECT {pk_cols} FROM win"
-        con.execute(f"DELETE FROM main.{q(parent.name)} WHERE ({pk_cols}) IN ({win_keys})")
+        con.execute(f"DELETE FROM {main_table(parent.name)} WHERE ({pk_cols}) IN ({win_keys})")
         con.execute(
-            f"INSERT INTO main.{q(parent.name)} ({', '.join(q(c) for c in _columns(parent))}) "
+            f"INSERT INTO {main_table(parent.name)} ({ident_list(_columns(parent))}) "
             f"SELECT {_select_list(parent, 'win')} FROM win"
         )
         for child in stream.children:
@@ -685,31 +680,32 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
 def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> int:
     """Replace the children of every parent row that won, with the children of its record."""
     files = manifest.file_paths(child.name)
-    parent_cols = ", ".join(q(k) for k in child.parent_key)
-    child_pk = ", ".join(q(k) for k in child.primary_key)
+    parent_cols = ", ".join(quote_ident(k) for k in child.parent_key)
+    child_pk = ", ".join(quote_ident(k) for k in child.primary_key)
     link = " AND ".join(
-        f"c.{q(ck)} = w.{q(pk)}"
+        f"c.{quote_ident(ck)} = w.{quote_ident(pk)}"
         for ck, pk in zip(child.parent_key, parent.primary_key, strict=True)
     )
     con.execute(
-        f"DELETE FROM main.{q(child.name)} WHERE ({parent_cols}) IN "
-        f"(SELECT {', '.join(q(k) for k in parent.primary_key)} FROM win)"
+        f"DELETE FROM {main_table(child.name)} WHERE ({parent_cols}) IN "
+        f"(SELECT {', '.join(quote_ident(k) for k in parent.primary_key)} FROM win)"
     )
     if not files:
         return 0
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE stg_child AS
-        SELECT c.* FROM read_parquet({_sql_list(files)}) c
+        SELECT c.* FROM read_parquet({string_list(files)}) c
         JOIN win w ON {link} AND c._seq = w._seq
-        QUALIFY row_number() OVER (PARTITION BY {", ".join(f"c.{q(k)}" for k in child.primary_key)}
+        QUALIFY row_number() OVER (PARTITION BY {ident_list(list(child.primary_key), "c.")}
                                    ORDER BY c._seq DESC) = 1"""
     )
     # A child key that moved to another parent must not survive under the old one.
     con.execute(
-        f"DELETE FROM main.{q(child.name)} WHERE ({child_pk}) IN (SELECT {child_pk} FROM stg_child)"
+        f"DELETE FROM {main_table(child.name)} "
+        f"WHERE ({child_pk}) IN (SELECT {child_pk} FROM stg_child)"
     )
     con.execute(
-        f"INSERT INTO main.{q(child.name)} ({', '.join(q(c) for c in _columns(child))}) "
+        f"INSERT INTO {main_table(child.name)} ({ident_list(_columns(child))}) "
         f"SELECT {_select_list(child, 'stg_child')} FROM stg_child"
     )
     return con.execute("SELECT count(*) FROM stg_child").fetchall()[0][0]
@@ -721,8 +717,8 @@ def _mark_missing(con, parent: Table, manifest: LoadManifest) -> int:
     con.execute("CREATE OR REPLACE TEMP TABLE missing_keys (k BIGINT)")
     con.executemany("INSERT INTO missing_keys VALUES (?)", [[k] for k in keys])
     count = con.execute(
-        f"""UPDATE main.{q(parent.name)} SET _missing_since = ?::TIMESTAMPTZ
-        WHERE {q(pk)} IN (SELECT k FROM missing_keys) AND _missing_since IS NULL
+        f"""UPDATE {main_table(parent.name)} SET _missing_since = ?::TIMESTAMPTZ
+        WHERE {quote_ident(pk)} IN (SELECT k FROM missing_keys) AND _missing_since IS NULL
           AND _extracted_at <= ?::TIMESTAMPTZ""",
         # Only rows read before this load looked for them: a newer read wins.
         [
