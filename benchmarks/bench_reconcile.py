@@ -28,7 +28,7 @@ OPEN_PASS = [
     sys.executable,
     "-c",
     "import sys; from centra_pipeline.cli.runs import run_sync, print_summary; "
-    "from centra_pipeline.streams.model import STREAMS; "
+    "from centra_pipeline.streams import STREAMS; "
     "s = run_sync(stream_config={n: {'mode': 'reconcile_open'} for n in STREAMS}, "
     "reconcile=True); print_summary(s); sys.exit(0 if s.success else 1)",
 ]
@@ -46,7 +46,7 @@ def rows_landed(data_dir: Path, since: float) -> int:
     from datetime import UTC, datetime
 
     from centra_pipeline.storage.lake import Lake
-    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.streams import STREAMS
 
     lake = Lake(data_dir / "lake")
     start = datetime.fromtimestamp(since, UTC)

@@ -30,7 +30,7 @@ from centra_pipeline.defs.jobs import (
 from centra_pipeline.defs.resources import CentraResource
 from centra_pipeline.defs.sensors import build_order_webhook_sensor
 from centra_pipeline.settings import ConfigError, Settings, environment
-from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.streams import STREAMS
 
 ENV_SYNC_CRON = "CENTRA_SYNC_CRON"  # the live demo syncs every few minutes, not hourly
 

@@ -21,8 +21,9 @@ from centra_pipeline.emulator import Emulator, EmulatorConfig
 from centra_pipeline.settings import Settings, project_root
 from centra_pipeline.storage.lake import Lake, LoadManifest
 from centra_pipeline.storage.warehouse import MergeResult, Warehouse
-from centra_pipeline.streams.model import STREAMS
-from centra_pipeline.sync.extract import ExtractOptions, Extractor
+from centra_pipeline.streams import STREAMS
+from centra_pipeline.sync.extract import Extractor
+from centra_pipeline.sync.plan import ExtractOptions
 
 TZ = "Europe/Stockholm"
 NOW = "2026-01-15 12:00:00"

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.streams import STREAMS
 from centra_pipeline_tests.conftest import TZ, Pipeline, running_emulator
 from centra_pipeline_tests.truth import table_differences, truth_tables
 

@@ -17,7 +17,7 @@ import pytest
 
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse
-from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams import STREAMS, TABLES
 from centra_pipeline_tests.conftest import TZ, Pipeline, running_emulator
 
 STREAMS_UNDER_TEST = ["orders", "returns", "catalogue"]

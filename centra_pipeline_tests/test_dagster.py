@@ -19,7 +19,7 @@ from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, source_key, tabl
 from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 from centra_pipeline.settings import project_root
 from centra_pipeline.storage.warehouse import Warehouse
-from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams import STREAMS, TABLES
 
 LAKE_METADATA = {
     "records_fetched",

@@ -7,7 +7,7 @@ import pytest
 
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse
-from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams import STREAMS, TABLES
 from centra_pipeline.streams.rows import record_hash
 from centra_pipeline_tests.conftest import TZ, Pipeline
 
@@ -250,7 +250,7 @@ def test_an_older_read_merged_late_never_replaces_a_newer_one(pipeline: Pipeline
     from datetime import UTC, datetime
 
     from centra_pipeline.centra.jsonstream import RawRecord
-    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.streams import STREAMS
     from centra_pipeline.streams.rows import flatten
 
     pipeline.sync(["orders"])

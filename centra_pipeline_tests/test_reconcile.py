@@ -8,7 +8,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from centra_pipeline.streams.model import TABLES
+from centra_pipeline.streams import TABLES
 from centra_pipeline.streams.rows import record_hash
 from centra_pipeline.sync.reconcile import KeyIndex, day_ranges, request_window
 from centra_pipeline_tests.conftest import TZ, Pipeline

@@ -12,7 +12,8 @@ import pytest
 from centra_pipeline.centra.jsonstream import RawRecord, parse_envelope
 from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.settings import project_root
-from centra_pipeline.streams.model import STREAMS, TABLES, snake
+from centra_pipeline.streams import STREAMS, TABLES
+from centra_pipeline.streams.model import snake
 from centra_pipeline.streams.rows import MissingKey, flatten
 from centra_pipeline.streams.tables_doc import render
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.emulator import Emulator
-from centra_pipeline.streams.model import STREAMS, TABLES
+from centra_pipeline.streams import STREAMS, TABLES
 from centra_pipeline.streams.rows import flatten
 
 TRUTH_SOURCES = {

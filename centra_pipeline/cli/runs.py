@@ -29,7 +29,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from centra_pipeline.settings import project_root
-from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.reconcile import Drift
 
 CLI_RUN_TAG = "centra_pipeline/cli_run"

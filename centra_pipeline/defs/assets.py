@@ -32,7 +32,7 @@ from centra_pipeline.storage import quality
 from centra_pipeline.storage.lake import LoadManifest
 from centra_pipeline.storage.sql import main_table
 from centra_pipeline.storage.warehouse import MergeResult
-from centra_pipeline.streams.model import STREAMS, TABLES, Stream, Table
+from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.rows import MissingKey
 from centra_pipeline.sync.extract import ExtractOptions, Extractor, Progress
 from centra_pipeline.sync.reconcile import Drift

@@ -19,7 +19,7 @@ from centra_pipeline.defs.assets import (
     table_key,
 )
 from centra_pipeline.settings import ConfigError, Settings, environment
-from centra_pipeline.streams.model import STREAMS
+from centra_pipeline.streams import STREAMS
 
 SYNC_JOB_NAME = "centra_sync"
 ORDER_REFRESH_JOB_NAME = "centra_order_refresh"

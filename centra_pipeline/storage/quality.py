@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from centra_pipeline.storage.sql import main_table, quote_ident
-from centra_pipeline.streams.model import TABLES, Table
+from centra_pipeline.streams import TABLES, Table
 
 
 @dataclass

@@ -8,13 +8,8 @@ never drift from the code.
 
 from __future__ import annotations
 
-from centra_pipeline.streams.model import (
-    META_DESCRIPTIONS,
-    META_TYPES,
-    STREAMS,
-    TABLES,
-    warehouse_meta,
-)
+from centra_pipeline.streams import STREAMS, TABLES
+from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 
 
 def render() -> str:
