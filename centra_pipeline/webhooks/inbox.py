@@ -5,7 +5,7 @@ Centra drops a webhook after at most three retries (docs/webhooks.md), so the re
 answers 2xx only after `store()` has returned, and `store()` returns only after the
 transaction is on disk (WAL, `synchronous=FULL`).
 
-Two levels of de-duplication, because Centra re-sends and re-batches (§5.5):
+Two levels of de-duplication, because Centra re-sends and re-batches (docs/webhooks.md):
 
 - a *delivery* is identified by the SHA-256 of its raw body. An identical re-delivery (a
   retry after a timeout, a replay inside the signature window) stores nothing new; it only
@@ -27,124 +27,26 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from centra_pipeline.centra.webhook import WebhookEvent
-
-SCHEMA_VERSION = 2  # 2: `meta` with the inbox id
-
-# What Centra documents per event type in "Integration API" mode (docs/webhooks.md). Every
-# event is stored whatever its type and action; this table only labels what we recognise.
-# Only `order` events lead to work (the sensor refreshes the order by number); the rest are
-# stored and counted, and the hourly sync is their safety net.
-DOCUMENTED_ACTIONS: dict[str, frozenset[str]] = {
-    "order": frozenset({"insert", "update", "delete"}),
-    "shipment": frozenset({"create", "good_to_go"}),
-    "check_first": frozenset({"create", "accepted", "rejected", "timeout"}),
-    "allocation_request": frozenset({"create", "update", "outdated"}),
-    # Triggers Centra offers whose actions it does not list (docs/webhooks.md).
-    "customer": frozenset(),
-    "return": frozenset(),
-    "account": frozenset(),
-}
-ORDER_REFRESH_TYPES = frozenset({"order"})
-
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS deliveries (
-        id                INTEGER PRIMARY KEY AUTOINCREMENT,
-        body_sha256       TEXT    NOT NULL UNIQUE,  -- hex SHA-256 of the raw request body
-        signed_at         INTEGER NOT NULL,         -- the signature's t= (unix seconds)
-        received_at       TEXT    NOT NULL,         -- first receipt, ISO 8601 UTC
-        event_count       INTEGER NOT NULL,
-        new_events        INTEGER NOT NULL,         -- events first stored by this delivery
-        duplicate_events  INTEGER NOT NULL,         -- events already stored by another one
-        redeliveries      INTEGER NOT NULL DEFAULT 0,  -- identical bodies received again
-        last_received_at  TEXT    NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- the sensor's cursor and run key
-        delivery_id  INTEGER NOT NULL REFERENCES deliveries (id),
-        type         TEXT    NOT NULL,
-        action       TEXT    NOT NULL,
-        object_id    TEXT    NOT NULL,  -- Centra's `id`; the order number for `order`
-        event_date   TEXT,              -- Centra's `date`, as sent (store-local, no offset)
-        data         TEXT,              -- Centra's `data` as JSON, if the event had one
-        received_at  TEXT    NOT NULL,
-        UNIQUE (type, action, object_id, event_date)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS events_type_seq ON events (type, seq)",
-    # `inbox_id` names this inbox file: a reader's cursor (a seq) is only meaningful for the
-    # inbox it was read from; a new inbox starts its seqs at 1 again.
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+from centra_pipeline.webhooks.inbox_schema import create_schema, write_transaction
+from centra_pipeline.webhooks.records import (
+    DOCUMENTED_ACTIONS,
+    ORDER_REFRESH_TYPES,
+    Delivery,
+    InboxCounts,
+    InboxEvent,
+    StoreResult,
+    is_documented,
 )
 
-_EVENT_COLUMNS = "seq, delivery_id, type, action, object_id, event_date, data, received_at"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One verified webhook request, ready to store."""
-
-    body_sha256: str
-    signed_at: int
-    events: Sequence[WebhookEvent]
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    delivery_id: int
-    new_events: int
-    duplicate_events: int
-    duplicate_delivery: bool
-
-
-@dataclass(frozen=True)
-class InboxEvent:
-    seq: int
-    delivery_id: int
-    type: str
-    action: str
-    object_id: str
-    event_date: str | None
-    data: Any
-    received_at: datetime
-
-    @property
-    def recognised(self) -> bool:
-        return self.action in DOCUMENTED_ACTIONS.get(self.type, frozenset())
-
-
-@dataclass(frozen=True)
-class InboxCounts:
-    events: int
-    by_type: dict[str, dict[str, int]]  # type -> action -> stored events
-    unrecognised_events: int  # stored events whose (type, action) Centra does not document
-    deliveries: int
-    duplicate_deliveries: int  # identical bodies received again (sum of redeliveries)
-    duplicate_events: int  # events received again, in a re-delivery or another batch
-    max_seq: int
-    last_received_at: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "by_type": self.by_type,
-            "unrecognised_events": self.unrecognised_events,
-            "deliveries": self.deliveries,
-            "duplicate_deliveries": self.duplicate_deliveries,
-            "duplicate_events": self.duplicate_events,
-            "max_seq": self.max_seq,
-            "last_received_at": self.last_received_at,
-        }
+_EVENT_FIELDS = tuple(field.name for field in fields(InboxEvent))
+_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
 
 
 def _now() -> str:
@@ -172,7 +74,7 @@ class Inbox:
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._open()
-        self._create_schema(conn)
+        create_schema(conn, self.path)
         self._local.conn = self._finish(conn)
 
     # Connections ------------------------------------------------------------------------
@@ -189,7 +91,7 @@ class Inbox:
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout,
-                isolation_level=None,  # explicit BEGIN/COMMIT below
+                isolation_level=None,  # transactions are begun explicitly
                 check_same_thread=False,  # close() may run on another thread
             )
             self._connections.append(conn)
@@ -204,31 +106,6 @@ class Inbox:
         if self.readonly:
             conn.execute("PRAGMA query_only = ON")
         return conn
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return  # the usual case: no write lock taken, so opening never delays the writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"inbox {self.path} has schema version {version}; this code knows "
-                    f"{SCHEMA_VERSION}. Upgrade centra-pipeline or point CENTRA_DATA_DIR "
-                    "elsewhere."
-                )
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('inbox_id', ?)",
-                (uuid.uuid4().hex,),
-            )
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         with self._lock:
@@ -258,16 +135,8 @@ class Inbox:
         """
         conn = self._connection()
         received_at = _now()
-        results: list[StoreResult] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for delivery in deliveries:
-                results.append(self._store_one(conn, delivery, received_at))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return results
+        with write_transaction(conn):
+            return [self._store_one(conn, delivery, received_at) for delivery in deliveries]
 
     @staticmethod
     def _store_one(conn: sqlite3.Connection, delivery: Delivery, received_at: str) -> StoreResult:
@@ -288,24 +157,7 @@ class Inbox:
             (delivery.body_sha256, delivery.signed_at, received_at, len(events), received_at),
         ).lastrowid
         assert delivery_id is not None
-        new_events = 0
-        if events:
-            new_events = conn.executemany(
-                "INSERT INTO events (delivery_id, type, action, object_id, event_date, data, "
-                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        delivery_id,
-                        event.type,
-                        event.action,
-                        event.id,
-                        event.date,
-                        None if event.data is None else json.dumps(event.data),
-                        received_at,
-                    )
-                    for event in events
-                ],
-            ).rowcount
+        new_events = _insert_events(conn, delivery_id, events, received_at) if events else 0
         duplicate_events = len(events) - new_events
         conn.execute(
             "UPDATE deliveries SET new_events = ?, duplicate_events = ? WHERE id = ?",
@@ -360,7 +212,7 @@ class Inbox:
             ):
                 by_type.setdefault(kind, {})[action] = count
                 total += count
-                if action not in DOCUMENTED_ACTIONS.get(kind, frozenset()):
+                if not is_documented(kind, action):
                     unrecognised += count
             deliveries, redeliveries, duplicate_events, last_received_at = conn.execute(
                 "SELECT count(*), coalesce(sum(redeliveries), 0), "
@@ -382,6 +234,31 @@ class Inbox:
         )
 
 
+def _insert_events(
+    conn: sqlite3.Connection,
+    delivery_id: int,
+    events: Sequence[WebhookEvent],
+    received_at: str,
+) -> int:
+    """Insert what is new; the number inserted (a duplicate is skipped by the UNIQUE key)."""
+    return conn.executemany(
+        "INSERT INTO events (delivery_id, type, action, object_id, event_date, data, "
+        "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                delivery_id,
+                event.type,
+                event.action,
+                event.id,
+                event.date,
+                None if event.data is None else json.dumps(event.data),
+                received_at,
+            )
+            for event in events
+        ],
+    ).rowcount
+
+
 def _filter(after_seq: int, types: Iterable[str] | None) -> tuple[str, tuple[Any, ...]]:
     if types is None:
         return "seq > ?", (after_seq,)
@@ -393,17 +270,11 @@ def _filter(after_seq: int, types: Iterable[str] | None) -> tuple[str, tuple[Any
 
 
 def _event(row: tuple[Any, ...]) -> InboxEvent:
-    seq, delivery_id, kind, action, object_id, event_date, data, received_at = row
-    return InboxEvent(
-        seq=seq,
-        delivery_id=delivery_id,
-        type=kind,
-        action=action,
-        object_id=object_id,
-        event_date=event_date,
-        data=None if data is None else json.loads(data),
-        received_at=datetime.fromisoformat(received_at),
-    )
+    values = dict(zip(_EVENT_FIELDS, row, strict=True))
+    data = values["data"]
+    values["data"] = None if data is None else json.loads(data)
+    values["received_at"] = datetime.fromisoformat(values["received_at"])
+    return InboxEvent(**values)
 
 
 __all__ = [
