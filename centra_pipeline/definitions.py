@@ -1,10 +1,11 @@
 """The one place Dagster definitions are assembled (`dagster dev` loads this module through
 workspace.yaml).
 
-Loading never needs Centra configuration: without it the definitions still load, the
-schedule and the sensor start stopped, and a run fails with a message saying what to set.
-With the Order API configured they start running, so the hourly sync and webhook refreshes
-happen without a click.
+Settings are read once, here, and passed down: the schedules' crons, the executor of
+scheduled runs and the freshness windows that follow the sync's cron. Loading never needs
+Centra configured: without it the definitions still load, the schedules and sensors start
+stopped, and a run fails with a message saying what to set. With the Order API configured
+they start running, so the sync and webhook refreshes happen without a click.
 """
 
 from __future__ import annotations
@@ -13,74 +14,65 @@ import warnings
 
 import dagster as dg
 
-from centra_pipeline.defs.assets import (
-    FRESHNESS_WINDOW,
-    STREAM_ASSETS,
-    centra_snapshot,
-    source_specs,
-    table_key,
-)
+from centra_pipeline.defs.assets import all_assets
 from centra_pipeline.defs.jobs import (
-    centra_order_refresh_job,
-    centra_reconcile_job,
-    centra_sync_job,
-    hourly_schedule,
-    reconcile_schedule,
+    ORDER_REFRESH_JOB_NAME,
+    RECONCILE_JOB_NAME,
+    SYNC_JOB_NAME,
+    build_jobs,
 )
-from centra_pipeline.defs.resources import CentraResource
-from centra_pipeline.defs.sensors import build_order_webhook_sensor
-from centra_pipeline.settings import ConfigError, Settings, environment
+from centra_pipeline.defs.keys import table_key
+from centra_pipeline.defs.resources import CentraResource, StorageResource
+from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule, sync_schedule
+from centra_pipeline.defs.sensors import build_freshness_sensor, build_order_webhook_sensor
+from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.streams import STREAMS
 
-ENV_SYNC_CRON = "CENTRA_SYNC_CRON"  # the live demo syncs every few minutes, not hourly
 
-
-def _configured() -> bool:
+def _settings() -> tuple[Settings, bool]:
+    """The settings, and whether Centra is configured. With invalid settings the defaults
+    load, and every run fails with the configuration's own message."""
     try:
         settings = Settings.from_env()
     except ConfigError:
-        return False
-    return not settings.missing_order_api()
+        return Settings(), False
+    return settings, not settings.missing_order_api()
 
 
 def build_definitions() -> dg.Definitions:
-    running = _configured()
-    schedule_status = (
-        dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    settings, configured = _settings()
+    schedules_on = (
+        dg.DefaultScheduleStatus.RUNNING if configured else dg.DefaultScheduleStatus.STOPPED
     )
-    cron = environment().get(ENV_SYNC_CRON, "").strip() or "0 * * * *"
-    # Freshness: every stream's main table was merged within the last two hours (one missed
-    # hourly run is tolerated). The parent tables also carry a FreshnessPolicy (Dagster's
-    # newer mechanism, shown as freshness state); the check keeps a pass/fail history next to
-    # the other checks, which is what the on-call engineer looks at.
+    sensors_on = dg.DefaultSensorStatus.RUNNING if configured else dg.DefaultSensorStatus.STOPPED
+    warn, fail = freshness_windows(settings.sync_cron)
+    freshness = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+    jobs = build_jobs(settings.sync_executor)
+    # Freshness checks keep a pass/fail history next to the other checks (what the on-call
+    # engineer looks at); the tables' FreshnessPolicy shows the same windows as freshness
+    # state. Dagster marks the checks as superseded by the policy; they still work.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.SupersessionWarning)
         freshness_checks = dg.build_last_update_freshness_checks(
             assets=[table_key(stream.parent) for stream in STREAMS.values()],
-            lower_bound_delta=FRESHNESS_WINDOW,
+            lower_bound_delta=fail,
         )
-        freshness_sensor = dg.build_sensor_for_freshness_checks(
-            freshness_checks=freshness_checks,
-            name="centra_freshness_checks_sensor",
-            default_status=(
-                dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
-            ),
+        freshness_sensor, freshness_job = build_freshness_sensor(
+            list(freshness_checks), warn, fail, sensors_on
         )
     return dg.Definitions(
-        assets=[*source_specs(), *STREAM_ASSETS.values(), centra_snapshot],
+        assets=all_assets(freshness),
         asset_checks=freshness_checks,
-        jobs=[centra_sync_job, centra_order_refresh_job, centra_reconcile_job],
+        jobs=[*jobs.values(), freshness_job],
         schedules=[
-            hourly_schedule(schedule_status, cron),
-            reconcile_schedule(schedule_status),
+            sync_schedule(jobs[SYNC_JOB_NAME], settings.sync_cron, schedules_on),
+            reconcile_schedule(jobs[RECONCILE_JOB_NAME], settings.reconcile_cron, schedules_on),
         ],
         sensors=[
             freshness_sensor,
-            build_order_webhook_sensor(
-                dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
-            ),
+            build_order_webhook_sensor(jobs[ORDER_REFRESH_JOB_NAME], sensors_on),
         ],
-        resources={"centra": CentraResource()},
+        resources={"centra": CentraResource(), "storage": StorageResource()},
     )
 
 

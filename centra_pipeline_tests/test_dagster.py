@@ -15,7 +15,7 @@ import pytest
 from dagster._core.definitions.dependency import NodeHandle
 
 from centra_pipeline.definitions import defs
-from centra_pipeline.defs.assets import SNAPSHOT_KEY, lake_key, source_key, table_key
+from centra_pipeline.defs.keys import SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 from centra_pipeline.settings import project_root
 from centra_pipeline.storage.warehouse import Warehouse
@@ -80,7 +80,7 @@ def test_schedule_settings_are_read_from_the_env_file_too(tmp_path: Path) -> Non
     code = (
         "from centra_pipeline.definitions import defs; "
         "job = defs.resolve_job_def('centra_sync'); "
-        "print(defs.resolve_schedule_def('centra_hourly_sync').cron_schedule, "
+        "print(defs.resolve_schedule_def('centra_sync_schedule').cron_schedule, "
         "list(job.run_config['execution']['config']))"
     )
     done = subprocess.run(

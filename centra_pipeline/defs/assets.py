@@ -1,18 +1,16 @@
 """Assets: per stream, Centra endpoint → lake load (Parquet) → warehouse tables (DuckDB),
 then the analyst snapshot.
 
-Each stream is one multi-asset (one step): it extracts and lands the load, reports the lake
-asset, then merges under the warehouse lock and reports every table with its checks. Streams
-run as parallel steps; their merges queue on the warehouse lock, and whole runs that write
-the warehouse are limited to one at a time by the run queue (see dagster.yaml), so a
-webhook refresh waits for the hourly sync instead of failing.
-
-The step is subsettable: selecting only `lake/<stream>` lands without merging; selecting only
-the warehouse tables merges whatever landed loads are not merged yet (a rebuild from the
-lake after a crash between landing and merging).
+Each stream is one multi-asset (one step): it lands a read in the lake, reports the lake
+asset and an observation of the endpoint, then merges under the warehouse lock and reports
+every table with its checks. The work is in sync/stream_step.py; the step is subsettable:
+selecting only `lake/<stream>` lands without merging; selecting only the warehouse tables
+merges whatever landed loads are not merged yet (a rebuild from the lake after a crash
+between landing and merging). Whole runs that write the warehouse are limited to one at a
+time by the run queue (dagster.yaml), so a webhook refresh waits for the sync.
 """
 
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -26,31 +24,25 @@ from centra_pipeline.centra.errors import (
     CentraURLError,
 )
 from centra_pipeline.centra.quirks import TypeDrift
-from centra_pipeline.defs.resources import CentraResource
+from centra_pipeline.defs import metadata
+from centra_pipeline.defs.checks import CheckInputs, check_results, check_specs
+from centra_pipeline.defs.keys import (
+    API_LABELS,
+    GROUPS,
+    OWNERS,
+    SNAPSHOT_KEY,
+    STREAM_TAG,
+    lake_key,
+    source_key,
+    table_key,
+)
+from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.settings import ConfigError, Settings
-from centra_pipeline.storage import quality
-from centra_pipeline.storage.lake import LoadManifest
-from centra_pipeline.storage.sql import main_table
-from centra_pipeline.storage.warehouse import MergeResult
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
+from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 from centra_pipeline.streams.rows import MissingKey
-from centra_pipeline.sync.extract import ExtractOptions, Extractor, Progress
-from centra_pipeline.sync.reconcile import Drift
-
-GROUPS = {"order_api": "centra_order_api", "shop_api": "centra_shop_api"}
-API_LABELS = {"order_api": "Order API", "shop_api": "Shop API"}
-ENDPOINTS = {
-    "orders": "GET /orders",
-    "returns": "GET /returns",
-    "customers": "GET /customers",
-    "products": "GET /products",
-    "stock": "GET /stock",
-    "catalogue": "POST /products/filter",
-}
-WAREHOUSE_WRITER_TAG = "centra_pipeline/warehouse_writer"
-RECONCILE_CHECK = "reconcile_drift"  # evaluated in reconciliation runs only
-FRESHNESS_WINDOW = timedelta(hours=2)
-OWNERS = ["team:data-engineering"]
+from centra_pipeline.sync import stream_step
+from centra_pipeline.sync.plan import ExtractOptions
 
 
 class SyncConfig(dg.Config):
@@ -70,9 +62,7 @@ class SyncConfig(dg.Config):
     inbox_through: int | None = None
 
     def options(self, settings: Settings) -> ExtractOptions:
-        days = self.lookback_days
-        if days is None:
-            days = settings.orders_lookback_days
+        days = settings.orders_lookback_days if self.lookback_days is None else self.lookback_days
         return ExtractOptions(
             mode=self.mode,
             window_start=self.window_start,
@@ -86,24 +76,159 @@ class SyncConfig(dg.Config):
         )
 
 
-def source_key(stream: Stream) -> dg.AssetKey:
-    return dg.AssetKey(["centra", stream.api, stream.name])
+def build_stream_asset(stream: Stream, freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=f"sync_{stream.name}",
+        specs=_stream_specs(stream, freshness),
+        check_specs=[spec for table in stream.tables for spec in check_specs(table)],
+        can_subset=True,
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+        op_tags={STREAM_TAG: stream.name},
+    )
+    def _sync(
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        centra: CentraResource,
+        storage: StorageResource,
+    ):
+        settings, lake, warehouse = centra.settings, storage.lake(), storage.warehouse()
+        with _no_retry_for_mistakes():
+            if lake_key(stream) in context.selected_asset_keys:
+                landed = stream_step.land(
+                    stream,
+                    config.options(settings),
+                    settings=settings,
+                    lake=lake,
+                    warehouse=warehouse,
+                    order_api=centra.order_api,
+                    shop_api=centra.shop_api,
+                    progress=lambda progress: context.log.info(progress.line()),
+                )
+                yield from _report_landed(context, stream, landed, settings.timezone)
+            tables = [t for t in stream.tables if table_key(t) in context.selected_asset_keys]
+            if tables:
+                merged = stream_step.merge(stream, tables, lake=lake, warehouse=warehouse)
+                unmapped = warehouse.unmapped_fields(stream.name)
+                with warehouse.reader() as con:
+                    inputs = CheckInputs(con, merged, unmapped, settings.reconcile_warn_share)
+                    for table in tables:
+                        yield dg.MaterializeResult(
+                            asset_key=table_key(table),
+                            metadata=metadata.table_metadata(merged, table, settings.timezone),
+                        )
+                        yield from check_results(context.selected_asset_check_keys, inputs, table)
+
+    return _sync
 
 
-def lake_key(stream: Stream) -> dg.AssetKey:
-    return dg.AssetKey(["lake", stream.name])
+def _report_landed(
+    context: dg.AssetExecutionContext, stream: Stream, landed: stream_step.Landed, tz: str
+) -> Iterator[dg.MaterializeResult]:
+    """The lake asset's materialization, an observation of the endpoint it read, and log
+    lines for what the data engineer should know."""
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=source_key(stream), metadata=metadata.endpoint_observation(landed)
+        )
+    )
+    yield dg.MaterializeResult(
+        asset_key=lake_key(stream), metadata=metadata.lake_metadata(landed, tz)
+    )
+    if landed.manifest.drift:
+        context.log.warning(
+            "%s: Centra sent fields no column maps: %s",
+            stream.name,
+            ", ".join(sorted(landed.manifest.drift)),
+        )
+    if landed.not_returned:
+        context.log.warning(
+            "%s: Centra did not return %d record(s) this read asked for by key (a webhook's "
+            "order, a refreshed id): %s; they are marked missing in the warehouse",
+            stream.name,
+            len(landed.not_returned),
+            ", ".join(str(k) for k in landed.not_returned),
+        )
 
 
-def table_key(table: Table) -> dg.AssetKey:
-    return dg.AssetKey(["warehouse", table.name])
+@contextmanager
+def _no_retry_for_mistakes() -> Iterator[None]:
+    """Configuration and permission problems fail at once with their message; retrying them
+    only delays the message. Transient ones (server errors, timeouts) keep the retry policy."""
+    try:
+        yield
+    except (
+        ConfigError,
+        CentraAuthError,
+        CentraURLError,
+        CentraEndpointNotAllowed,
+        CentraBusinessError,
+        TypeDrift,
+        MissingKey,
+        ValueError,
+    ) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-SNAPSHOT_KEY = dg.AssetKey(["analyst", "centra_duckdb"])
+# --- specs -----------------------------------------------------------------------------------
+def source_specs() -> list[dg.AssetSpec]:
+    """The Centra endpoints: read, never written; each read reports an observation."""
+    return [
+        dg.AssetSpec(
+            source_key(stream),
+            description=f"Centra {API_LABELS[stream.api]} `{stream.endpoint}`: "
+            f"{stream.description.lower()}. Read by the pipeline, never written; every read "
+            "reports an observation (records, requests, retries, seconds).",
+            group_name=GROUPS[stream.api],
+            kinds={"centra", "api"},
+            owners=OWNERS,
+            metadata={"endpoint": stream.endpoint},
+        )
+        for stream in STREAMS.values()
+    ]
+
+
+def _stream_specs(stream: Stream, freshness: dg.FreshnessPolicy) -> list[dg.AssetSpec]:
+    group = GROUPS[stream.api]
+    lake = dg.AssetSpec(
+        lake_key(stream),
+        deps=[source_key(stream)],
+        description=(
+            f"Every extraction of `{stream.endpoint}` landed as immutable Parquet (zstd): one "
+            f"directory per load under lake/{stream.name}/day=…/load=…, with each record's "
+            "raw JSON and a manifest (window, cursor, counts)."
+        ),
+        group_name=group,
+        kinds={"parquet", "python"},
+        owners=OWNERS,
+        skippable=True,
+    )
+    return [lake, *(_table_spec(stream, table, group, freshness) for table in stream.tables)]
+
+
+def _table_spec(
+    stream: Stream, table: Table, group: str, freshness: dg.FreshnessPolicy
+) -> dg.AssetSpec:
+    deps = [lake_key(stream)]
+    if table.parent:
+        deps.append(table_key(TABLES[table.parent]))
+    return dg.AssetSpec(
+        table_key(table),
+        deps=deps,
+        description=f"{table.description} Source: {table.source}. "
+        f"Primary key: {', '.join(table.primary_key)}.",
+        group_name=group,
+        kinds={"duckdb", "table"},
+        owners=OWNERS,
+        skippable=True,
+        freshness_policy=freshness if table.is_parent else None,
+        metadata={
+            "dagster/column_schema": column_schema(table),
+            "dagster/table_name": f"centra.main.{table.name}",
+        },
+    )
 
 
 def column_schema(table: Table) -> dg.TableSchema:
-    from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
-
     single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
     columns = [
         dg.TableColumn(
@@ -125,398 +250,41 @@ def column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(columns=columns, constraints=constraints)
 
 
-def source_specs() -> list[dg.AssetSpec]:
-    return [
-        dg.AssetSpec(
-            source_key(stream),
-            description=f"Centra {API_LABELS[stream.api]} `{ENDPOINTS[stream.name]}`: "
-            f"{stream.description.lower()}. Read by the pipeline, never written.",
-            group_name=GROUPS[stream.api],
-            kinds={"centra", "api"},
-            metadata={"endpoint": ENDPOINTS[stream.name]},
-        )
-        for stream in STREAMS.values()
-    ]
-
-
-def _check_specs(stream: Stream) -> list[dg.AssetCheckSpec]:
-    specs = []
-    for table in stream.tables:
-        key = table_key(table)
-        specs.append(
-            dg.AssetCheckSpec(
-                "primary_key_unique",
-                asset=key,
-                blocking=True,
-                description=f"({', '.join(table.primary_key)}) is unique and not null",
-            )
-        )
-        specs.append(
-            dg.AssetCheckSpec(
-                "required_not_null", asset=key, description="required columns have no nulls"
-            )
-        )
-        if table.parent:
-            specs.append(
-                dg.AssetCheckSpec(
-                    f"references_{table.parent}",
-                    asset=key,
-                    description=f"every row belongs to a row of {table.parent}",
-                )
-            )
-        specs.append(
-            dg.AssetCheckSpec(
-                "schema_drift",
-                asset=key,
-                description="warns when Centra sends fields that no column maps",
-            )
-        )
-        if table.is_parent:
-            specs.append(
-                dg.AssetCheckSpec(
-                    RECONCILE_CHECK,
-                    asset=key,
-                    description="warns when a reconciliation repaired (new, changed or missing) "
-                    "more than CENTRA_RECONCILE_WARN_SHARE (default 1%) of what it read: the "
-                    "lookback and the webhooks are missing changes",
-                )
-            )
-    return specs
-
-
-def _stream_specs(stream: Stream) -> list[dg.AssetSpec]:
-    group = GROUPS[stream.api]
-    specs = [
-        dg.AssetSpec(
-            lake_key(stream),
-            deps=[source_key(stream)],
-            description=(
-                f"Every extraction of `{ENDPOINTS[stream.name]}` landed as immutable Parquet "
-                "(zstd): "
-                f"one directory per load under lake/{stream.name}/day=…/load=…, with each record's "
-                "raw JSON and a manifest (window, cursor, counts)."
-            ),
-            group_name=group,
-            kinds={"parquet", "python"},
-            owners=OWNERS,
-            skippable=True,
-        )
-    ]
-    for table in stream.tables:
-        deps = [lake_key(stream)]
-        if table.parent:
-            deps.append(table_key(TABLES[table.parent]))
-        specs.append(
-            dg.AssetSpec(
-                table_key(table),
-                deps=deps,
-                description=f"{table.description} Source: {table.source}. "
-                f"Primary key: {', '.join(table.primary_key)}.",
-                group_name=group,
-                kinds={"duckdb", "table"},
-                owners=OWNERS,
-                skippable=True,
-                freshness_policy=(
-                    dg.FreshnessPolicy.time_window(
-                        fail_window=FRESHNESS_WINDOW, warn_window=timedelta(minutes=90)
-                    )
-                    if table.is_parent
-                    else None
-                ),
-                metadata={
-                    "dagster/column_schema": column_schema(table),
-                    "dagster/table_name": f"centra.main.{table.name}",
-                },
-            )
-        )
-    return specs
-
-
-def _lake_metadata(manifest: LoadManifest, seconds: float) -> dict[str, Any]:
-    return {
-        "load_id": manifest.load_id,
-        "mode": manifest.mode,
-        "window": dg.MetadataValue.json(manifest.window or {"read": "everything"}),
-        "cursor_before": manifest.cursor_before or "",
-        "cursor_after": manifest.cursor_after or "",
-        "records_fetched": max(manifest.records_read, manifest.records),
-        "records_landed": manifest.records,
-        "rows_landed": dg.MetadataValue.json(manifest.rows),
-        "pages": manifest.pages,
-        "requests": manifest.requests,
-        "retries": manifest.retries,
-        # Pages asked again because records left the result set during the read (the store
-        # changed mid-read; the read stepped back so that it skipped nothing).
-        "rereads": manifest.rereads,
-        "bytes": manifest.bytes,
-        "missing_keys": len(manifest.missing_keys),
-        "unmapped_fields": dg.MetadataValue.json(sorted(manifest.drift)),
-        "coercions": dg.MetadataValue.json(manifest.coercions),
-        "duration_seconds": round(seconds, 3),
-        "path": dg.MetadataValue.path(manifest.path),
-        "dagster/row_count": sum(manifest.rows.values()),
-    }
-
-
-def _merge_metadata(
-    results: list[MergeResult],
-    manifests: list[LoadManifest],
-    table: Table,
-    row_count: int,
-    seconds: float,
-) -> dict[str, Any]:
-    is_parent = table.is_parent
-
-    def total(attr: str) -> int:
-        return sum(getattr(r, attr) for r in results)
-
-    meta: dict[str, Any] = {
-        "loads_merged": dg.MetadataValue.json([r.load_id for r in results if not r.skipped]),
-        "duration_seconds": round(seconds, 3),
-        "dagster/row_count": row_count,
-    }
-    if is_parent:
-        meta.update(
-            {
-                "rows_fetched": total("staged"),
-                "rows_new": total("new"),
-                "rows_updated": total("updated"),
-                "rows_unchanged": total("unchanged"),
-                "rows_stale": total("stale"),
-                "rows_marked_missing": total("missing"),
-                "cursor_before": next((r.cursor_before for r in results if not r.skipped), None)
-                or "",
-                "cursor_after": next(
-                    (r.cursor_after for r in reversed(results) if not r.skipped), None
-                )
-                or "",
-                # What the merged loads read from Centra, so this table's history alone
-                # tells the whole story of each run.
-                "requests": sum(m.requests for m in manifests),
-                "retries": sum(m.retries for m in manifests),
-                "windows_read": dg.MetadataValue.json([m.window for m in manifests]),
-            }
-        )
-        drifts = [r.drift for r in results if r.drift is not None]
-        if drifts:
-            found = Drift.total(drifts)
-            meta.update(
-                {
-                    "reconcile_pass": ", ".join(sorted({r.mode for r in results if r.drift})),
-                    "reconcile_read": found.read,
-                    "reconcile_new": found.new,
-                    "reconcile_changed": found.changed,
-                    "reconcile_missing": found.missing,
-                    "reconcile_share": dg.MetadataValue.float(round(found.share, 6)),
-                }
-            )
-    else:
-        meta["rows_written"] = sum(r.child_rows.get(table.name, 0) for r in results)
-    return meta
-
-
-def build_stream_asset(stream: Stream) -> dg.AssetsDefinition:
-    specs = _stream_specs(stream)
-
-    @dg.multi_asset(
-        name=f"sync_{stream.name}",
-        specs=specs,
-        check_specs=_check_specs(stream),
-        can_subset=True,
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-        op_tags={"centra_pipeline/stream": stream.name},
+def build_snapshot_asset() -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SNAPSHOT_KEY,
+        deps=[table_key(t) for t in TABLES.values()],
+        group_name="analyst",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description=(
+            "The analyst snapshot `$CENTRA_DATA_DIR/centra.duckdb`: a copy of the warehouse, "
+            "swapped in atomically after each successful run, readable by DuckDB 1.5 and "
+            "newer. Analysts open it (read-only is best); the pipeline never waits on them. "
+            "Its row count is every table's rows summed; `rows/<table>` lists each."
+        ),
     )
-    def _sync(context: dg.AssetExecutionContext, config: SyncConfig, centra: CentraResource):
-        with _no_retry_for_mistakes():
-            yield from _run_stream(context, config, centra)
-
-    def _run_stream(context: dg.AssetExecutionContext, config: SyncConfig, centra: CentraResource):
-        selected = context.selected_asset_keys
-        settings = centra.settings()
-        lake = centra.lake()
-        warehouse = centra.warehouse()
-        if lake_key(stream) in selected:
-            started = time.monotonic()
-            # The catalogue asks the Order API which products changed, when it is configured
-            # (without it, every catalogue read is a full one; see extract.py).
-            uses_order_api = stream.api == "order_api" or not settings.missing_order_api()
-            api = centra.order_api() if uses_order_api else None
-            shop = centra.shop_api() if stream.api == "shop_api" else None
-
-            def report(progress: Progress) -> None:
-                context.log.info(progress.line())
-
-            try:
-                manifest = Extractor(
-                    lake=lake,
-                    warehouse=warehouse,
-                    timezone=settings.timezone,
-                    order_api=api,
-                    shop_api=shop,
-                    progress=report,
-                    inbox_path=settings.inbox_path,
-                ).run(stream.name, config.options(settings))
-            finally:
-                for client in (api, shop):
-                    if client is not None:
-                        client.close()
-            yield dg.MaterializeResult(
-                asset_key=lake_key(stream),
-                metadata=_lake_metadata(manifest, time.monotonic() - started),
-            )
-            if manifest.drift:
-                context.log.warning(
-                    "%s: Centra sent fields no column maps: %s",
-                    stream.name,
-                    ", ".join(sorted(manifest.drift)),
-                )
-
-        tables = [t for t in stream.tables if table_key(t) in selected]
-        if not tables:
-            return
-        started = time.monotonic()
-        pending = warehouse.pending_loads(lake, stream.name)
+    def centra_snapshot(context: dg.AssetExecutionContext, storage: StorageResource):
+        warehouse = storage.warehouse()
+        info = warehouse.publish(storage.snapshot_path)
+        counts = warehouse.row_counts(list(TABLES))
         context.log.info(
-            "%s: merging %d landed load(s) into the warehouse", stream.name, len(pending)
+            "published %s (%s bytes, %s rows in %d tables) in %.2f s",
+            info["path"],
+            info["bytes"],
+            sum(counts.values()),
+            len(counts),
+            info["seconds"],
         )
-        results = warehouse.merge_loads(pending)
-        drift: dict[str, dict[str, Any]] = {}
-        for manifest in pending:
-            drift.update(manifest.drift)
-        seconds = time.monotonic() - started
-        with warehouse.reader() as con:
-            assert con is not None
-            for table in tables:
-                row_count = con.execute(
-                    f"SELECT count(*) FROM {main_table(table.name)}"
-                ).fetchall()[0][0]
-                yield dg.MaterializeResult(
-                    asset_key=table_key(table),
-                    metadata=_merge_metadata(results, pending, table, row_count, seconds),
-                )
-                yield from _check_results(
-                    context, con, table, drift, results, settings.reconcile_warn_share
-                )
+        return dg.MaterializeResult(metadata=metadata.snapshot_metadata(info, counts))
 
-    return _sync
+    return centra_snapshot
 
 
-@contextmanager
-def _no_retry_for_mistakes():
-    """Configuration and permission problems fail at once with their message; retrying them
-    only delays the message. Transient ones (server errors, timeouts) keep the retry policy."""
-    try:
-        yield
-    except (
-        ConfigError,
-        CentraAuthError,
-        CentraURLError,
-        CentraEndpointNotAllowed,
-        CentraBusinessError,
-        TypeDrift,
-        MissingKey,
-        ValueError,
-    ) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-
-
-def _check_results(
-    context, con, table: Table, drift, results: list[MergeResult], warn_share: float
-) -> list[dg.AssetCheckResult]:
-    key = table_key(table)
-    outcomes: list[tuple[str, quality.CheckOutcome, dg.AssetCheckSeverity]] = [
-        ("primary_key_unique", quality.primary_key_unique(con, table), dg.AssetCheckSeverity.ERROR),
-        ("required_not_null", quality.required_not_null(con, table), dg.AssetCheckSeverity.ERROR),
+def all_assets(freshness: dg.FreshnessPolicy) -> list[Any]:
+    """Every asset: the endpoints, one multi-asset per stream, the snapshot."""
+    return [
+        *source_specs(),
+        *(build_stream_asset(stream, freshness) for stream in STREAMS.values()),
+        build_snapshot_asset(),
     ]
-    if table.parent:
-        outcomes.append(
-            (
-                f"references_{table.parent}",
-                quality.references_parent(con, table),
-                dg.AssetCheckSeverity.ERROR,
-            )
-        )
-    outcomes.append(
-        ("schema_drift", quality.schema_drift(drift, table), dg.AssetCheckSeverity.WARN)
-    )
-    if table.is_parent:
-        outcomes.append(
-            (RECONCILE_CHECK, _reconcile_outcome(results, warn_share), dg.AssetCheckSeverity.WARN)
-        )
-    results = []
-    selected_checks = context.selected_asset_check_keys
-    for name, outcome, severity in outcomes:
-        check_key = dg.AssetCheckKey(key, name)
-        if check_key not in selected_checks:
-            continue
-        results.append(
-            dg.AssetCheckResult(
-                asset_key=key,
-                check_name=name,
-                passed=outcome.passed,
-                severity=severity,
-                description=outcome.description,
-                metadata=outcome.metadata,
-            )
-        )
-    return results
-
-
-def _reconcile_outcome(results: list[MergeResult], warn_share: float) -> quality.CheckOutcome:
-    drifts = [r.drift for r in results if r.drift is not None]
-    if not drifts:
-        return quality.CheckOutcome(True, "no reconciliation was merged in this run", {})
-    found = Drift.total(drifts)
-    metadata = {**found.as_dict(), "warn_share": warn_share}
-    if found.share > warn_share:
-        return quality.CheckOutcome(
-            False,
-            f"the reconciliation repaired {found.repaired:,} of {found.read:,} records "
-            f"({found.share:.2%}, more than {warn_share:.2%}): {found.new:,} new, "
-            f"{found.changed:,} changed, {found.missing:,} missing. Incremental reads and "
-            "webhooks missed these changes; check the webhook receiver and the lookback",
-            metadata,
-        )
-    return quality.CheckOutcome(
-        True,
-        f"repaired {found.repaired:,} of {found.read:,} records ({found.share:.2%})",
-        metadata,
-    )
-
-
-STREAM_ASSETS = {name: build_stream_asset(stream) for name, stream in STREAMS.items()}
-
-
-@dg.asset(
-    key=SNAPSHOT_KEY,
-    deps=[table_key(t) for t in TABLES.values()],
-    group_name="analyst",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    description=(
-        "The analyst snapshot `$CENTRA_DATA_DIR/centra.duckdb`: a copy of the warehouse, swapped "
-        "in atomically after each successful run, readable by DuckDB 1.5 and newer. Analysts "
-        "open it (read-only is best); the pipeline never waits on them."
-    ),
-)
-def centra_snapshot(context: dg.AssetExecutionContext, centra: CentraResource):
-    info = centra.warehouse().publish(centra.snapshot_path())
-    counts = {}
-    with centra.warehouse().reader() as con:
-        if con is not None:
-            for name in TABLES:
-                counts[name] = con.execute(f"SELECT count(*) FROM {main_table(name)}").fetchall()[
-                    0
-                ][0]
-    context.log.info(
-        "published %s (%s bytes) in %.2f s", info["path"], info["bytes"], info["seconds"]
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(info["path"]),
-            "bytes": info["bytes"],
-            "publish_seconds": info["seconds"],
-            "table_rows": dg.MetadataValue.json(counts),
-            "dagster/row_count": counts.get("orders", 0),
-        }
-    )

@@ -17,10 +17,12 @@ marked `_missing_since` in the warehouse rather than deleted (see docs/webhooks.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import dagster as dg
 
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, centra_order_refresh_job
+from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
+from centra_pipeline.defs.keys import INBOX_SEQ_TAG, ORDER_COUNT_TAG
 from centra_pipeline.settings import Settings
 from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
 
@@ -75,10 +77,12 @@ def read_cursor(cursor: str | None, inbox_id: str) -> int:
     return int(data.get("seq", 0))
 
 
-def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def build_order_webhook_sensor(
+    job: dg.UnresolvedAssetJobDefinition, default_status: dg.DefaultSensorStatus
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
-        job=centra_order_refresh_job,
+        job=job,
         minimum_interval_seconds=5,
         default_status=default_status,
         description="Reads Centra order webhooks from the durable inbox and refreshes exactly "
@@ -140,7 +144,7 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
                     run_key=f"inbox-{first_seq}-{last_seq}",
                     job_name=ORDER_REFRESH_JOB_NAME,
                     # The run applies every event not applied yet up to last_seq (a sync may
-                    # have applied some already): see Extractor._with_inbox.
+                    # have applied some already): see sync/inbox_reads.py.
                     run_config={
                         "ops": {
                             "sync_orders": {
@@ -153,8 +157,8 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
                         }
                     },
                     tags={
-                        "centra_pipeline/inbox_seq": f"{first_seq}-{last_seq}",
-                        "centra_pipeline/orders": str(len(orders)),
+                        INBOX_SEQ_TAG: f"{first_seq}-{last_seq}",
+                        ORDER_COUNT_TAG: str(len(orders)),
                     },
                 )
             ],
@@ -162,3 +166,46 @@ def build_order_webhook_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sen
         )
 
     return centra_order_webhook_sensor
+
+
+FRESHNESS_SENSOR_NAME = "centra_freshness_checks_sensor"
+FRESHNESS_JOB_NAME = "centra_freshness_checks"
+
+
+def build_freshness_sensor(
+    checks: list[dg.AssetChecksDefinition],
+    warn: timedelta,
+    fail: timedelta,
+    default_status: dg.DefaultSensorStatus,
+) -> tuple[dg.SensorDefinition, dg.UnresolvedAssetJobDefinition]:
+    """Dagster's freshness-check sensor, targeting a named job and saying what it checks.
+
+    It evaluates each table's freshness check when it has never run and whenever the table
+    could have become overdue since the last evaluation, in a run of the job
+    `centra_freshness_checks`; the evaluation itself is Dagster's.
+    """
+    job = dg.define_asset_job(
+        FRESHNESS_JOB_NAME,
+        selection=dg.AssetSelection.checks(*checks),
+        description="Evaluate whether each stream's main table was merged recently enough.",
+    )
+    builtin = dg.build_sensor_for_freshness_checks(
+        freshness_checks=checks, name=FRESHNESS_SENSOR_NAME
+    )
+    sensor = dg.SensorDefinition(
+        name=FRESHNESS_SENSOR_NAME,
+        evaluation_fn=builtin._raw_fn,
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=default_status,
+        description="Checks that every stream's main table (orders, returns, customers, "
+        f"products, stock, shop_products) was merged within {_hours(fail)} (warning after "
+        f"{_hours(warn)}), windows derived from CENTRA_SYNC_CRON. Evaluates a check when it "
+        "has never run and when its table could have become overdue.",
+    )
+    return sensor, job
+
+
+def _hours(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes / 60:g} h" if minutes >= 120 else f"{minutes:g} min"

@@ -302,6 +302,6 @@ def _record_drift(con, manifest: LoadManifest) -> None:
         ).fetchall()[0][0]
         if not updated:
             con.execute(
-                "INSERT INTO pipeline.schema_drift VALUES (?, ?, ?, ?, ?, ?, now(), now())",
+                "INSERT INTO pipeline.schema_drift VALUES (?, ?, ?, ?, ?, ?, now(), now(), NULL)",
                 [manifest.stream, name, types, entry["count"], manifest.load_id, manifest.load_id],
             )

@@ -10,7 +10,9 @@ from typing import Any
 import duckdb
 
 from centra_pipeline.storage.sql import main_table, quote_ident
+from centra_pipeline.storage.warehouse_schema import UnmappedField
 from centra_pipeline.streams import TABLES, Table
+from centra_pipeline.sync.reconcile import Drift
 
 
 @dataclass
@@ -87,22 +89,57 @@ def references_parent(con: duckdb.DuckDBPyConnection, child: Table) -> CheckOutc
     )
 
 
-def schema_drift(load_drift: dict[str, dict[str, Any]], table: Table) -> CheckOutcome:
-    """Warn about fields Centra sent that no column maps (kept in `_extra` and the lake)."""
-    prefix = f"{table.name}."
-    fields = {k[len(prefix) :]: v for k, v in load_drift.items() if k.startswith(prefix)}
-    if not fields:
-        return CheckOutcome(True, f"{table.name}: every field Centra sent is mapped")
+def schema_drift(fields: list[UnmappedField], table: Table) -> CheckOutcome:
+    """Warn about fields Centra sends that no column maps (kept in `_extra` and the lake).
+
+    Judged on everything the warehouse has recorded for the table (pipeline.schema_drift),
+    not on one load: a webhook refresh of three orders without the field must not flip the
+    check to passed until the next hourly sync flips it back. A field someone acknowledged
+    (`centra-pipeline schema-drift --acknowledge`) or that a column now maps stops warning.
+    """
+    mapped = table.known_keys()
+    mine = [f for f in fields if f.table == table.name and f.name not in mapped]
+    open_ = [f for f in mine if f.acknowledged_at is None]
+    acknowledged = sorted(f.name for f in mine if f.acknowledged_at is not None)
+    metadata: dict[str, Any] = {
+        "unmapped_fields": sorted(f.name for f in open_),
+        "acknowledged_fields": acknowledged,
+        "occurrences": sum(f.occurrences for f in open_),
+    }
+    if not open_:
+        note = f" ({len(acknowledged)} acknowledged)" if acknowledged else ""
+        return CheckOutcome(
+            True, f"{table.name}: every field Centra sent is mapped{note}", metadata
+        )
     listed = ", ".join(
-        f"{name} ({entry['count']}× {'/'.join(entry['types'])})"
-        for name, entry in sorted(fields.items())
+        f"{f.name} ({f.occurrences}× {f.json_types.replace(',', '/')})"
+        for f in sorted(open_, key=lambda f: f.name)
     )
     return CheckOutcome(
         False,
         f"{table.name}: Centra sent fields no column maps: {listed}. They are kept in the "
-        "`_extra` column and in the lake's raw JSON.",
-        {
-            "unmapped_fields": sorted(fields),
-            "occurrences": sum(v["count"] for v in fields.values()),
-        },
+        "`_extra` column and in the lake's raw JSON; `centra-pipeline schema-drift "
+        "--acknowledge TABLE.FIELD` stops the warning for a field you know about.",
+        metadata,
+    )
+
+
+def reconcile_drift(found: Drift | None, warn_share: float) -> CheckOutcome:
+    """Warn when a reconciliation repaired more than `warn_share` of what it read."""
+    if found is None:
+        return CheckOutcome(True, "no reconciliation was merged in this run", {})
+    metadata = {**found.as_dict(), "warn_share": warn_share}
+    if found.share > warn_share:
+        return CheckOutcome(
+            False,
+            f"the reconciliation repaired {found.repaired:,} of {found.read:,} records "
+            f"({found.share:.2%}, more than {warn_share:.2%}): {found.new:,} new, "
+            f"{found.changed:,} changed, {found.missing:,} missing. Incremental reads and "
+            "webhooks missed these changes; check the webhook receiver and the lookback",
+            metadata,
+        )
+    return CheckOutcome(
+        True,
+        f"repaired {found.repaired:,} of {found.read:,} records ({found.share:.2%})",
+        metadata,
     )

@@ -35,6 +35,7 @@ from centra_pipeline.storage.publish import publish
 from centra_pipeline.storage.sql import main_table, quote_ident
 from centra_pipeline.storage.warehouse_schema import (
     StreamState,
+    UnmappedField,
     ensure_schema,
     has_table,
     read_state,
@@ -190,6 +191,50 @@ class Warehouse:
             if con is None:
                 return []
             return con.execute(sql, params or []).fetchall()
+
+    def row_counts(self, tables: list[str]) -> dict[str, int]:
+        """Rows per table (0 for a table not created yet)."""
+        with self.reader() as con:
+            if con is None:
+                return dict.fromkeys(tables, 0)
+            return {
+                name: con.execute(f"SELECT count(*) FROM {main_table(name)}").fetchall()[0][0]
+                if has_table(con, "main", name)
+                else 0
+                for name in tables
+            }
+
+    def unmapped_fields(self, stream: str | None = None) -> list[UnmappedField]:
+        """Fields Centra sent that no column maps, as recorded by every merged load (see
+        pipeline.schema_drift), with whether someone acknowledged them."""
+        with self.reader() as con:
+            if con is None or not has_table(con, "pipeline", "schema_drift"):
+                return []
+            rows = con.execute(
+                "SELECT stream, field, json_types, occurrences, first_seen, last_seen, "
+                "acknowledged_at FROM pipeline.schema_drift "
+                "WHERE ? IS NULL OR stream = ? ORDER BY stream, field",
+                [stream, stream],
+            ).fetchall()
+        return [UnmappedField(*row) for row in rows]
+
+    def acknowledge_fields(self, fields: list[str]) -> list[UnmappedField]:
+        """Mark unmapped fields (`table.field`) as known, so their check stops warning. An
+        unknown field is refused and nothing is changed."""
+        known = {f.field: f for f in self.unmapped_fields()}
+        unknown = [f for f in fields if f not in known]
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none recorded"
+            raise ValueError(
+                f"no unmapped field {', '.join(unknown)} has been recorded (recorded: {listed})"
+            )
+        with self.writer() as con:
+            con.execute(
+                "UPDATE pipeline.schema_drift SET acknowledged_at = now() "
+                "WHERE field IN (SELECT unnest(?::VARCHAR[])) AND acknowledged_at IS NULL",
+                [fields],
+            )
+        return [f for f in self.unmapped_fields() if f.field in fields]
 
     def has_table(self, name: str, schema: str = "main") -> bool:
         with self.reader() as con:

@@ -84,7 +84,8 @@ PIPELINE_DDL = [
         first_load_id VARCHAR,
         last_load_id VARCHAR,
         first_seen TIMESTAMPTZ,
-        last_seen TIMESTAMPTZ
+        last_seen TIMESTAMPTZ,
+        acknowledged_at TIMESTAMPTZ
     )""",
 ]
 
@@ -110,19 +111,48 @@ def read_state(con: duckdb.DuckDBPyConnection, stream: str) -> StreamState:
     return StreamState(stream, row[0], row[1], row[2], json.loads(row[3]) if row[3] else {})
 
 
+@dataclass
+class UnmappedField:
+    """A field Centra sends that no column maps (kept in `_extra` and the lake's raw JSON)."""
+
+    stream: str
+    field: str  # "table.field"
+    json_types: str
+    occurrences: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    acknowledged_at: datetime | None = None
+
+    @property
+    def table(self) -> str:
+        return self.field.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.field.split(".", 1)[1]
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create what is missing; add columns that the schema gained since the table was made."""
     for statement in PIPELINE_DDL:
         con.execute(statement)
-    load_log_columns = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'pipeline' AND table_name = 'load_log'"
-        ).fetchall()
-    }
+    load_log_columns = _columns_of(con, "pipeline", "load_log")
     if "reconciled" not in load_log_columns:  # warehouses made before reconciliation
         con.execute("ALTER TABLE pipeline.load_log ADD COLUMN reconciled JSON")
+    drift_columns = _columns_of(con, "pipeline", "schema_drift")
+    if "acknowledged_at" not in drift_columns:  # warehouses made before acknowledgements
+        con.execute("ALTER TABLE pipeline.schema_drift ADD COLUMN acknowledged_at TIMESTAMPTZ")
     existing: dict[str, set[str]] = {}
     for table_name, column_name in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
