@@ -7,10 +7,21 @@
 
 See docs/emulator.md for every behaviour the Centra docs leave open and the option that
 switches it.
+
+Modules, each importing only from those listed before it:
+- foundations: `clock` (store-local time), `config` (options), `rand` (counter-based
+  randomness), `money` (cents), `jsonenc` and `responses` (what goes on the wire);
+- the store's data: `markets` and `assortment` (declarative data), `products`, `catalog`,
+  `customers`, `orders`, `returns`; `ticks` (how the store changes); `catalog_render` and
+  `order_render` (the JSON the APIs print); `store` (all of it behind one lock, and queries);
+- serving it: `api_access` (key, route, plugin allow-list), `order_api`, `shop_api`,
+  `faults`, `admin_api`, `app` (routing), `server` (HTTP), `webhooks` (outbound);
+- `emulator` (`Emulator`, the one object that wires it all), then `cli_options` and `cli`
+  (the `centra-pipeline emulator` command).
 """
 
 from .config import EmulatorConfig, PluginSettings
 from .emulator import Emulator
-from .store import TickError
+from .ticks import TickError
 
 __all__ = ["Emulator", "EmulatorConfig", "PluginSettings", "TickError"]

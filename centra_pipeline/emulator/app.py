@@ -1,15 +1,14 @@
-"""Routing between the three areas (Order API, Shop API, admin API) and request statistics.
+"""Routing between the three areas (Order API, Shop API, admin API), request statistics and
+the responses of the faults the app answers itself (429, 500, 503).
 
 Paths: `/api/order/...`, `/api/shop/...`, `/_emulator/...`; anything else gets the HTML 404 a
 user with a wrong base URL would see from a web server. Runs of slashes in a path count as one
 (`/api/order//orders` is `/api/order/orders`), as Centra's web server merges them and clients
-such as tap-centra rely on it. The admin API has no authentication: the emulator binds to
-loopback by default and the admin API is for tests and demos.
+such as tap-centra rely on it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -17,18 +16,13 @@ import urllib.parse
 from collections import Counter
 from email.message import Message
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
 
-from . import order_api, shop_api
-from .responses import Response, json_response
-from .store import TickError
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from . import admin_api, order_api, shop_api
+from .admin_api import ADMIN_PREFIX, Controls
+from .responses import Response
 
 ORDER_PREFIX = "/api/order"
 SHOP_PREFIX = "/api/shop"
-ADMIN_PREFIX = "/_emulator"
 _HTML_404 = (
     "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>\n"
     "<h1>Not Found</h1>\n<p>The requested URL {path} was not found on this server.</p>\n"
@@ -56,10 +50,10 @@ def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
 
 
 class App:
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.store = emulator.store
-        self.faults = emulator.faults
+    def __init__(self, controls: Controls) -> None:
+        self.controls = controls
+        self.store = controls.store
+        self.faults = controls.faults
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
 
@@ -140,61 +134,6 @@ class App:
 
     # admin --------------------------------------------------------------------------------
     def handle_admin(self, method: str, path: str, body: bytes) -> Response:
-        route = path[len(ADMIN_PREFIX) :].rstrip("/")
-        handlers = {
-            ("POST", "/tick"): self._tick,
-            ("GET", "/stats"): lambda _: json_response(200, self.emulator.stats()),
-            ("GET", "/health"): lambda _: json_response(200, {"status": "ok"}),
-            ("POST", "/faults"): self._faults,
-            ("POST", "/plugin"): self._plugin,
-        }
-        handler = handlers.get((method, route))
-        if handler is None:
-            if any(r == route for _, r in handlers):
-                return json_response(405, {"error": f"{method} is not supported on {path}"})
-            known = ", ".join(f"{m} {ADMIN_PREFIX}{r}" for m, r in handlers)
-            return json_response(404, {"error": f"unknown admin endpoint {path}; known: {known}"})
-        self.count("admin", f"{method} {route}")
-        try:
-            return handler(body)
-        except (TickError, ValueError, TypeError) as exc:
-            return json_response(400, {"error": str(exc)})
-
-    @staticmethod
-    def _json_object(body: bytes, what: str) -> dict[str, Any]:
-        if not body.strip():
-            return {}
-        try:
-            value = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"{what} body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"{what} body must be a JSON object")
-        return value
-
-    def _tick(self, body: bytes) -> Response:
-        return json_response(200, self.emulator.tick(**self._json_object(body, "tick")))
-
-    def _faults(self, body: bytes) -> Response:
-        request = self._json_object(body, "faults")
-        queue = request.pop("queue", [])
-        clear = request.pop("clear", False)
-        if not isinstance(queue, list) or not isinstance(clear, bool):
-            raise ValueError("faults: `queue` must be a list of fault kinds and `clear` a boolean")
-        self.faults.apply(queue=queue, clear=clear, settings=request)
-        return json_response(200, self.faults.stats())
-
-    def _plugin(self, body: bytes) -> Response:
-        request = self._json_object(body, "plugin")
-        api = request.pop("api", None)
-        settings = self.emulator.set_plugin(api, **request)  # type: ignore[arg-type]
-        return json_response(
-            200,
-            {
-                "api": api,
-                "allowed_endpoints": settings.allowed_endpoints,
-                "statuses": settings.statuses,
-                "markets": settings.markets,
-                "include_hold_wfp": settings.include_hold_wfp,
-            },
+        return admin_api.handle(
+            self.controls, method, path, body, lambda label: self.count("admin", label)
         )

@@ -28,7 +28,7 @@ STATUS_WORDS: dict[int, str] = {
     6: "cancelled",
 }
 ALL_STATUSES: tuple[int, ...] = tuple(STATUS_WORDS)
-MARKET_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # fixed by catalog.MARKETS
+MARKET_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # fixed by markets.MARKETS
 
 ORDER_ENDPOINTS: tuple[str, ...] = (
     "GET /orders",
@@ -138,6 +138,19 @@ class EmulatorConfig:
     slow_ms: int = 2000
 
     def __post_init__(self) -> None:
+        # The checks run in this order, so a config with several errors always reports the
+        # same one first.
+        self._validate_sizes()
+        self._validate_clock()
+        self._validate_api_choices()
+        self._validate_webhooks()
+        self._validate_secrets()
+        _require_rate("webhook_duplicate_rate", self.webhook_duplicate_rate)
+        validate_fault_settings({k: getattr(self, k) for k in FAULT_RATE_NAMES}, self.retry_after)
+        self.order_plugin.validate("order")
+        self.shop_plugin.validate("shop")
+
+    def _validate_sizes(self) -> None:
         for name in ("orders", "customers", "products", "history_days", "latency_ms", "slow_ms"):
             _require_int(name, getattr(self, name), minimum=0)
         _require_int("products", self.products, minimum=1)
@@ -157,6 +170,8 @@ class EmulatorConfig:
         _require_int("webhook_retries", self.webhook_retries, minimum=0)
         if self.webhook_timeout <= 0 or self.webhook_retry_delay < 0:
             raise ValueError("webhook_timeout must be > 0 and webhook_retry_delay >= 0")
+
+    def _validate_clock(self) -> None:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -172,6 +187,8 @@ class EmulatorConfig:
                 raise ValueError(
                     f"now {self.now!r} must be a store-local 'YYYY-MM-DD HH:MM:SS'"
                 ) from None
+
+    def _validate_api_choices(self) -> None:
         _require_choice("order_status_format", self.order_status_format, ("code", "word"))
         _require_choice("type_style", self.type_style, ("docs", "observed"))
         _require_choice("orders_sort", self.orders_sort, ("asc", "desc"))
@@ -179,6 +196,8 @@ class EmulatorConfig:
         for name in ("product_prices_as_numbers", "returns_offset"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def _validate_webhooks(self) -> None:
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret must be set together")
         if self.webhook_url is not None and not self.webhook_url.startswith(
@@ -187,14 +206,12 @@ class EmulatorConfig:
             raise ValueError(
                 f"webhook_url must start with http:// or https://: {self.webhook_url!r}"
             )
+
+    def _validate_secrets(self) -> None:
         for name in ("order_api_key", "shop_api_key", "webhook_secret"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"{name} must be a non-empty string")
-        _require_rate("webhook_duplicate_rate", self.webhook_duplicate_rate)
-        validate_fault_settings({k: getattr(self, k) for k in FAULT_RATE_NAMES}, self.retry_after)
-        self.order_plugin.validate("order")
-        self.shop_plugin.validate("shop")
 
     @property
     def return_count(self) -> int:

@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .catalog import MARKETS
 from .clock import StoreClock
+from .markets import MARKETS
 from .rand import Hasher, pick_weighted
 
 _FIRST = ("Anna", "Erik", "Maja", "Lucas", "Sofia", "Oscar", "Emma", "Liam", "Olivia", "Noah",
@@ -90,27 +90,7 @@ class CustomerTable:
         self.market = pick_weighted(hasher.uniform(keys, "customer/market"), weights).astype(
             np.int8
         )
-        # Everything else a customer is made of, as small integer columns drawn once: a cache
-        # miss then costs one record read instead of eight hash evaluations, and the string
-        # cache can stay small (a big one makes every GC pass over the heap slower).
-        market_countries = np.asarray([len(m.countries) for m in MARKETS])[self.market]
-        country_offset = np.cumsum([0] + [len(m.countries) for m in MARKETS])[:-1]
-        country = country_offset[self.market] + hasher.below(
-            keys, "customer/country", market_countries
-        )
-        cities = np.asarray([len(_PLACES[c][0]) for c in _COUNTRIES])[country]
-        self._columns = np.rec.fromarrays(
-            [
-                country.astype(np.int8),
-                hasher.below(keys, "customer/first", len(_FIRST)).astype(np.int8),
-                hasher.below(keys, "customer/last", len(_LAST)).astype(np.int8),
-                hasher.below(keys, "customer/city", cities).astype(np.int8),
-                hasher.below(keys, "customer/zip", 10**6).astype(np.int32),
-                hasher.below(keys, "customer/phone", 10**8).astype(np.int32),
-                (1 + hasher.below(keys, "customer/house", 120)).astype(np.int16),
-            ],
-            names="country,first,last,city,zip,phone,house",
-        )
+        self._columns = _draw_records(hasher, keys, self.market)
         self.rev: dict[int, int] = {}
         self._base = lru_cache(maxsize=16384)(self._compute_base)
 
@@ -216,3 +196,26 @@ class CustomerTable:
             "created": created,
             "modified": modified,
         }
+
+
+def _draw_records(hasher: Hasher, keys: np.ndarray, market: np.ndarray) -> np.recarray:
+    """A customer's country, name, city, zip code, phone and house number as small integer
+    columns drawn once: a cache miss then costs one record read instead of eight hash
+    evaluations, and the string cache can stay small (a big one makes every GC pass over the
+    heap slower)."""
+    market_countries = np.asarray([len(m.countries) for m in MARKETS])[market]
+    country_offset = np.cumsum([0] + [len(m.countries) for m in MARKETS])[:-1]
+    country = country_offset[market] + hasher.below(keys, "customer/country", market_countries)
+    cities = np.asarray([len(_PLACES[c][0]) for c in _COUNTRIES])[country]
+    return np.rec.fromarrays(
+        [
+            country.astype(np.int8),
+            hasher.below(keys, "customer/first", len(_FIRST)).astype(np.int8),
+            hasher.below(keys, "customer/last", len(_LAST)).astype(np.int8),
+            hasher.below(keys, "customer/city", cities).astype(np.int8),
+            hasher.below(keys, "customer/zip", 10**6).astype(np.int32),
+            hasher.below(keys, "customer/phone", 10**8).astype(np.int32),
+            (1 + hasher.below(keys, "customer/house", 120)).astype(np.int16),
+        ],
+        names="country,first,last,city,zip,phone,house",
+    )

@@ -15,11 +15,15 @@ from .app import App
 from .config import EmulatorConfig, PluginSettings
 from .faults import Faults
 from .server import EmulatorHTTPServer
-from .store import Store, parse_tick
+from .store import Store
+from .ticks import parse_tick
 from .webhooks import WebhookSender
 
 
 class Emulator:
+    """Also the `admin_api.Controls` its HTTP app acts on: the app is handed this object
+    rather than importing this module."""
+
     def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
         cfg = config or EmulatorConfig()
         if overrides:

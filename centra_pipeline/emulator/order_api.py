@@ -1,23 +1,24 @@
-"""Order API read endpoints (docs/emulator.md): routing, auth, plugin rules, parameters.
+"""Order API read endpoints (docs/emulator.md): routing, parameters and the data they page.
 
-Order of checks, our choice (docs/emulator.md): API key (401) -> known endpoint (404) ->
-plugin allow-list (403) -> `xml=1` and parameters (HTTP 200 with status "no") -> data.
+After the access checks (api_access), `xml=1` and bad parameters are answered with HTTP 200
+and status "no", as Centra does, before any data is read.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Callable
 
 import numpy as np
 
+from .api_access import Api, serve
+from .catalog_render import stock_row
 from .clock import parse_local
-from .responses import BusinessError, Response, first, json_response
+from .products import Item
+from .responses import BusinessError, Response, first
 from .store import CustomerQuery, OrderQuery, ReturnQuery, Store
 
 AUTH_FAILED = {"status": "no", "msg": "Authorization failed"}
-NOT_ALLOWED = {"status": "Not Allowed"}
 UNKNOWN_ENDPOINT = {"status": "no", "msg": "Unknown endpoint"}
 CUSTOMER_NOT_FOUND = {"status": "no", "msg": "The customer was not found."}
 XML_NOT_EMULATED = "XML output (xml=1) is not emulated; omit xml to get JSON"
@@ -39,29 +40,23 @@ def route(method: str, path: str) -> tuple[str, str | None] | None:
     return None
 
 
+ORDER_API = Api("order", route, AUTH_FAILED, UNKNOWN_ENDPOINT)
+
+
 def handle(
     store: Store, method: str, path: str, query: Query, api_key: str | None
 ) -> tuple[str, Response]:
     """Returns (stats label, response)."""
-    path = path.rstrip("/") or "/"
-    expected = store.keys["order"]
-    if api_key is None or not hmac.compare_digest(api_key.encode(), expected.encode()):
-        return "auth failed", json_response(401, AUTH_FAILED)
-    routed = route(method, path)
-    if routed is None:
-        return "unknown", json_response(404, UNKNOWN_ENDPOINT)
-    endpoint, param = routed
-    allowed = store.plugins["order"].allowed_endpoints
-    if allowed is not None and endpoint not in allowed:
-        return endpoint, json_response(403, NOT_ALLOWED)
-    try:
-        if first(query, "xml") not in (None, "", "0"):
-            raise BusinessError(XML_NOT_EMULATED)
-        with store.lock:
-            payload = _HANDLERS[endpoint](store, query, param)
-    except BusinessError as exc:
-        payload = {"status": "no", "msg": exc.msg}
-    return endpoint, json_response(200, payload)
+
+    def endpoint(name: str, param: str | None) -> tuple[int, dict[str, object]]:
+        try:
+            if first(query, "xml") not in (None, "", "0"):
+                raise BusinessError(XML_NOT_EMULATED)
+            return 200, _HANDLERS[name](store, query, param)
+        except BusinessError as exc:
+            return 200, {"status": "no", "msg": exc.msg}
+
+    return serve(store, ORDER_API, method, path, api_key, endpoint)
 
 
 # parameters ---------------------------------------------------------------------------------
@@ -179,6 +174,24 @@ def get_customer(store: Store, _: Query, param: str | None) -> dict[str, object]
 
 
 def _product_rows(store: Store, query: Query, *, stock: bool) -> dict[str, object]:
+    """GET /products and GET /stock: the items matching every filter given, paged with
+    `limit` + `page` when `limit` is given."""
+    matches = _item_filter(store, query, stock=stock)
+    limit_raw = first(query, "limit")
+    limit = _limit(store, query) if limit_raw not in (None, "") else None
+    page = _int(query, "page", default=1, minimum=1) or 1
+    include_physical = first(query, "exclude") != "physicalStock"
+    selected = [item for item in store.catalog.items if matches(item)]
+    window, links = _product_page(selected, limit, page)
+    if stock:
+        rows = [stock_row(store.catalog, it, include_physical=include_physical) for it in window]
+    else:
+        rows = [store.product_row(item) for item in window]
+    # Key order as in the docs: status, products, previous, next.
+    return {"status": "ok", "products": rows, **links}
+
+
+def _item_filter(store: Store, query: Query, *, stock: bool) -> Callable[[Item], bool]:
     catalog = store.catalog
     clock = store.clock
     sku = first(query, "sku")
@@ -188,60 +201,42 @@ def _product_rows(store: Store, query: Query, *, stock: bool) -> dict[str, objec
     created = _date(query, "created")
     modified = _date(query, "modified")
     stock_modified = _date(query, "stock_modified") if stock else None
-    limit_raw = first(query, "limit")
-    limit = _limit(store, query) if limit_raw not in (None, "") else None
-    page = _int(query, "page", default=1, minimum=1) or 1
-    include_physical = first(query, "exclude") != "physicalStock"
 
-    selected = []
-    for item in catalog.items:
+    def after(bound: int | None, epoch: int) -> bool:
+        return bound is None or store.after(clock.to_local(epoch), bound)
+
+    def matches(item: Item) -> bool:
         variant = item.variant
         product = variant.product
-        if sku and product.sku != sku:
-            continue
-        if ean and item.ean != ean:
-            continue
-        if upc and item.upc != upc:
-            continue
-        if ids["productId"] is not None and product.product_id != ids["productId"]:
-            continue
-        if ids["variantId"] is not None and variant.variant_id != ids["variantId"]:
-            continue
-        if ids["stockItemId"] is not None and item.stock_item_id != ids["stockItemId"]:
-            continue
-        if created is not None and not store.after(clock.to_local(product.created_epoch), created):
-            continue
-        if modified is not None and not store.after(
-            clock.to_local(catalog.product_modified[product.index]), modified
-        ):
-            continue
-        if stock_modified is not None and not store.after(
-            clock.to_local(catalog.stock_modified[item.index]), stock_modified
-        ):
-            continue
-        selected.append(item)
+        return (
+            (not sku or product.sku == sku)
+            and (not ean or item.ean == ean)
+            and (not upc or item.upc == upc)
+            and ids["productId"] in (None, product.product_id)
+            and ids["variantId"] in (None, variant.variant_id)
+            and ids["stockItemId"] in (None, item.stock_item_id)
+            and after(created, product.created_epoch)
+            and after(modified, catalog.product_modified[product.index])
+            and after(stock_modified, catalog.stock_modified[item.index])
+        )
 
-    payload: dict[str, object] = {"status": "ok"}
-    if limit is not None:
-        start = (page - 1) * limit
-        window = selected[start : start + limit]
-        # Links carry only limit and page, exactly like the docs ("?limit=10&page=3").
-        if page > 1:
-            payload["previous"] = f"?limit={limit}&page={page - 1}"
-        if start + limit < len(selected):
-            payload["next"] = f"?limit={limit}&page={page + 1}"
-    else:
-        window = selected
-    if stock:
-        rows = [catalog.stock_row(item, include_physical=include_physical) for item in window]
-    else:
-        rows = [store.product_row(item) for item in window]
-    # Key order as in the docs: status, products, previous, next.
-    ordered: dict[str, object] = {"status": "ok", "products": rows}
-    for key in ("previous", "next"):
-        if key in payload:
-            ordered[key] = payload[key]
-    return ordered
+    return matches
+
+
+def _product_page(
+    selected: list[Item], limit: int | None, page: int
+) -> tuple[list[Item], dict[str, str]]:
+    """The page's items and its previous/next links; without a limit, all items, no links."""
+    if limit is None:
+        return selected, {}
+    start = (page - 1) * limit
+    links = {}
+    # Links carry only limit and page, exactly like the docs ("?limit=10&page=3").
+    if page > 1:
+        links["previous"] = f"?limit={limit}&page={page - 1}"
+    if start + limit < len(selected):
+        links["next"] = f"?limit={limit}&page={page + 1}"
+    return selected[start : start + limit], links
 
 
 def get_products(store: Store, query: Query, _: str | None) -> dict[str, object]:

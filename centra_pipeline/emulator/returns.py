@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalog import BASE_CURRENCY, MARKETS, money
 from .clock import StoreClock
+from .markets import BASE_CURRENCY, MARKETS
+from .money import money
 from .orders import FIRST_ORDER_NUMBER, Line, OrderTable
+from .products import Item
 from .rand import Hasher
 
 FIRST_RETURN_ID = 1
@@ -97,39 +99,12 @@ class ReturnTable:
     def render(self, return_index: int) -> dict[str, object]:
         h = self.hasher
         orders = self.orders
-        catalog = orders.catalog
         rid = FIRST_RETURN_ID + return_index
         index = int(self.order_index[return_index])
         number = FIRST_ORDER_NUMBER + index
         market = MARKETS[int(orders.market[index])]
         lines = self.returned_lines(return_index)
-        products = []
-        tax = 0
-        for k, (line, qty) in enumerate(lines):
-            item = catalog.items[line.item]
-            variant = item.variant
-            product = variant.product
-            tax += line.unit_tax * qty
-            products.append(
-                {
-                    "returnLineId": rid * 10 + k + 1,
-                    "shipmentLineId": 50_000_000 + line.line_id,
-                    "orderLineId": line.line_id,
-                    "productId": product.product_id,
-                    "variantId": variant.variant_id,
-                    "productName": product.name,
-                    "productBrand": product.brand[1],
-                    "variantName": variant.name,
-                    "size": None if item.size == "One Size" else item.size,
-                    "sku": product.sku,
-                    "variantSku": variant.variant_sku,
-                    "sizeSku": item.size_sku,
-                    "ean": item.ean,
-                    "upc": item.upc,
-                    "quantity": qty,
-                    "price": money(line.unit_price),
-                }
-            )
+        tax = sum(line.unit_tax * qty for line, qty in lines)
         fee = h.scalar(rid, "return/fee") < 0.1
         comment_u = h.scalar(rid, "return/comment")
         return {
@@ -157,5 +132,31 @@ class ReturnTable:
             if comment_u < 0.5
             else _COMMENTS[int((comment_u - 0.5) * 2 * len(_COMMENTS))],
             "createdFrom": "Order API" if h.scalar(rid, "return/source") < 0.3 else "Centra",
-            "products": products,
+            "products": [
+                _return_line(rid * 10 + k + 1, line, qty, orders.catalog.items[line.item])
+                for k, (line, qty) in enumerate(lines)
+            ],
         }
+
+
+def _return_line(return_line_id: int, line: Line, qty: int, item: Item) -> dict[str, object]:
+    variant = item.variant
+    product = variant.product
+    return {
+        "returnLineId": return_line_id,
+        "shipmentLineId": 50_000_000 + line.line_id,
+        "orderLineId": line.line_id,
+        "productId": product.product_id,
+        "variantId": variant.variant_id,
+        "productName": product.name,
+        "productBrand": product.brand[1],
+        "variantName": variant.name,
+        "size": None if item.size == "One Size" else item.size,
+        "sku": product.sku,
+        "variantSku": variant.variant_sku,
+        "sizeSku": item.size_sku,
+        "ean": item.ean,
+        "upc": item.upc,
+        "quantity": qty,
+        "price": money(line.unit_price),
+    }

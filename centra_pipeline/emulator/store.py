@@ -1,4 +1,5 @@
-"""The store: catalogue, customers, orders and returns, plus plugin settings and the clock.
+"""The store: catalogue, customers, orders and returns, plus plugin settings, API keys and the
+clock; the queries the API endpoints page through, ticks, and the whole-store views tests use.
 
 Everything that reads or mutates the store takes `store.lock`; a request therefore sees one
 consistent version. Queries return index arrays that are cached per (store version, plugin
@@ -8,7 +9,6 @@ on every page.
 
 from __future__ import annotations
 
-import random
 import secrets
 import threading
 from collections import OrderedDict
@@ -18,51 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import MARKETS, Catalog, Item
+from . import ticks
+from .catalog import Catalog
+from .catalog_render import product_row, shop_product, stock_row
 from .clock import StoreClock, parse_local
 from .config import API_ENDPOINTS, EmulatorConfig, PluginSettings
 from .customers import CustomerTable
+from .markets import MARKETS
+from .order_render import render_orders
 from .orders import FIRST_ORDER_NUMBER, OrderTable
+from .products import Item, Variant
 from .rand import Hasher
 from .returns import FIRST_RETURN_ID, ReturnTable
 
-TICK_FIELDS: tuple[str, ...] = (
-    "new_orders",
-    "updated_orders",
-    "new_returns",
-    "completed_returns",
-    "updated_customers",
-    "updated_products",
-    "advance_seconds",
-)
-MAX_TICK_COUNT = 1_000_000
-MAX_ADVANCE_SECONDS = 366 * 86400
 _CACHE_ENTRIES = 8
-
-
-class TickError(ValueError):
-    """The tick request is invalid; nothing was changed."""
-
-
-def parse_tick(body: object) -> dict[str, int]:
-    """Validate a tick request (JSON object of non-negative integer counts)."""
-    if not isinstance(body, dict):
-        raise TickError('tick body must be a JSON object of counts, e.g. {"new_orders": 5}')
-    unknown = [key for key in body if key not in TICK_FIELDS]
-    if unknown:
-        raise TickError(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(TICK_FIELDS)}")
-    counts = {name: 0 for name in TICK_FIELDS}
-    counts["advance_seconds"] = 60
-    for key, value in body.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TickError(f"{key} must be a non-negative integer, got {value!r}")
-        if value < 0:
-            raise TickError(f"{key} must be a non-negative integer, got {value}")
-        limit = MAX_ADVANCE_SECONDS if key == "advance_seconds" else MAX_TICK_COUNT
-        if value > limit:
-            raise TickError(f"{key} must be at most {limit}, got {value}")
-        counts[key] = value
-    return counts
 
 
 @dataclass(frozen=True)
@@ -217,7 +186,7 @@ class Store:
         return self._cached(("orders", q), compute)
 
     def render_orders(self, indices: np.ndarray) -> list[dict[str, object]]:
-        return self.orders.render_many(indices)
+        return render_orders(self.orders, indices)
 
     # returns ------------------------------------------------------------------------------
     def _return_sorted(self) -> np.ndarray:
@@ -294,134 +263,31 @@ class Store:
 
     # tick ---------------------------------------------------------------------------------
     def tick(self, counts: dict[str, int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Advance the clock and mutate the store; returns (result, webhook events)."""
+        """Advance the clock and mutate the store; returns (result, webhook events).
+
+        `counts` is a validated request (ticks.parse_tick)."""
         with self.lock:
             self.ticks += 1
-            rng = np.random.default_rng([self.cfg.seed, 2, self.ticks])
-            prng = random.Random(f"centra-emulator-tick-{self.cfg.seed}-{self.ticks}")
             previous = self.now
             self.now += counts["advance_seconds"]
-            now = self.now
-            orders = self.orders
-            existing = orders.size
-
-            new_ids: list[int] = []
-            if counts["new_orders"] and self.customers.n:  # every order needs a customer
-                n = counts["new_orders"]
-                if now > previous:
-                    epochs = np.sort(rng.integers(previous + 1, now + 1, size=n, dtype=np.int64))
-                else:
-                    epochs = np.full(n, now, dtype=np.int64)
-                added = orders.append(epochs, rng.random(n) < 0.05)
-                new_ids = (added + FIRST_ORDER_NUMBER).tolist()
-
-            updated = self._pick_order_updates(counts["updated_orders"], existing, rng)
-            for index in updated:
-                self._advance_order(index, now, float(rng.random()))
-            updated_ids = [FIRST_ORDER_NUMBER + int(i) for i in updated]
-
-            eligible = np.flatnonzero(
-                (orders.status >= 4)
-                & (orders.status <= 5)
-                & ~orders.has_return
-                & (orders.ship_epoch > 0)
-                & (orders.ship_epoch <= now)
+            changed = ticks.apply(
+                counts,
+                catalog=self.catalog,
+                customers=self.customers,
+                orders=self.orders,
+                returns=self.returns,
+                previous=previous,
+                now=self.now,
+                seed=self.cfg.seed,
+                tick=self.ticks,
             )
-            k = min(counts["new_returns"], eligible.size)
-            picks = np.sort(rng.choice(eligible, size=k, replace=False)) if k else eligible[:0]
-            returns_before = self.returns.size
-            new_return_ids = self.returns.add(picks, now)
-
-            open_returns = np.flatnonzero(~self.returns.completed[:returns_before])
-            k = min(counts["completed_returns"], open_returns.size)
-            done = (
-                np.sort(rng.choice(open_returns, size=k, replace=False)) if k else open_returns[:0]
-            )
-            self.returns.completed[done] = True
-            completed_ids = (done + FIRST_RETURN_ID).tolist()
-
-            k = min(counts["updated_customers"], self.customers.n)
-            customer_ids = (
-                (np.sort(rng.choice(self.customers.n, size=k, replace=False)) + 1).tolist()
-                if k
-                else []
-            )
-            for cid in customer_ids:
-                self.customers.touch(cid, now)
-
-            k = min(counts["updated_products"], len(self.catalog.products))
-            product_indices = sorted(prng.sample(range(len(self.catalog.products)), k))
-            stock_item_ids: list[int] = []
-            for p in product_indices:
-                stock_item_ids.extend(self.catalog.touch_product(p, now, prng))
-            product_ids = [self.catalog.products[p].product_id for p in product_indices]
-
             self.version += 1
             self._cache.clear()
-            stamp = self.clock.fmt_epoch(now)
-            events = [
-                {
-                    "type": "order",
-                    "action": action,
-                    "date": f"{stamp}.{k % 1_000_000:06d}",
-                    "id": oid,
-                }
-                for k, (action, oid) in enumerate(
-                    [("insert", i) for i in new_ids] + [("update", i) for i in updated_ids]
-                )
-            ]
-            result = {
-                "now": stamp,
-                "new_order_ids": new_ids,
-                "updated_order_ids": updated_ids,
-                "new_return_ids": new_return_ids,
-                "completed_return_ids": completed_ids,
-                "updated_customer_ids": customer_ids,
-                "updated_product_ids": product_ids,
-                "updated_stock_item_ids": stock_item_ids,
-            }
-            return result, events
-
-    def _pick_order_updates(self, count: int, existing: int, rng: np.random.Generator) -> list[int]:
-        """Half of the updates go to open orders, the rest to any order, old ones included."""
-        count = min(count, existing)
-        if count == 0:
-            return []
-        o = self.orders
-        open_idx = np.flatnonzero((o.status[:existing] <= 3) | o.hold[:existing] | o.wfp[:existing])
-        k_open = min(open_idx.size, (count + 1) // 2)
-        chosen = rng.choice(open_idx, size=k_open, replace=False) if k_open else open_idx[:0]
-        rest = count - k_open
-        if rest:
-            pool = np.setdiff1d(np.arange(existing, dtype=np.int64), chosen, assume_unique=True)
-            chosen = np.concatenate([chosen, rng.choice(pool, size=rest, replace=False)])
-        return sorted(int(i) for i in chosen)
-
-    def _advance_order(self, index: int, now: int, u: float) -> None:
-        """One visible change along Centra's order flow (or a cosmetic edit when final)."""
-        o = self.orders
-        status = int(o.status[index])
-        if o.hold[index]:
-            o.hold[index] = False  # released from hold
-        elif o.wfp[index]:
-            o.wfp[index] = False  # payment arrived
-        elif status <= 3 and u < 0.1:
-            o.status[index] = 6
-            o.cancel_epoch[index] = now
-            o.ship_epoch[index] = 0
-        elif status == 1:
-            o.status[index] = 2
-        elif status == 2:
-            o.status[index] = 3
-        elif status == 3:
-            o.status[index] = 4
-            o.ship_epoch[index] = now
-        elif status == 4:
-            o.status[index] = 5
-        else:
-            # Archived or cancelled: change something visible (tracking, internal comment) so
-            # an "updated" order always differs from what a client fetched before.
-            o.rev[index] = o.rev.get(index, 0) + 1
+            stamp = self.clock.fmt_epoch(self.now)
+            events = ticks.order_events(
+                stamp, changed["new_order_ids"], changed["updated_order_ids"]
+            )
+            return {"now": stamp, **changed}, events
 
     # truth for tests ----------------------------------------------------------------------
     def order_numbers(self, visible_only: bool = True) -> list[int]:
@@ -438,7 +304,7 @@ class Store:
             index = self.orders.index_of(order_number)
             if index is None or not self.order_visible(index):
                 return None
-            return self.orders.render_many(np.asarray([index]))[0]
+            return render_orders(self.orders, np.asarray([index]))[0]
 
     def iter_orders(
         self, visible_only: bool = True, chunk: int = 1000
@@ -446,7 +312,7 @@ class Store:
         numbers = np.asarray(self.order_numbers(visible_only), dtype=np.int64) - FIRST_ORDER_NUMBER
         for start in range(0, numbers.size, chunk):
             with self.lock:
-                yield from self.orders.render_many(numbers[start : start + chunk])
+                yield from render_orders(self.orders, numbers[start : start + chunk])
 
     def render_return(self, return_id: int) -> dict[str, object] | None:
         with self.lock:
@@ -475,8 +341,8 @@ class Store:
 
     def product_row(self, item: Item) -> dict[str, object]:
         """One GET /products row, rendered as this store's configuration says."""
-        return self.catalog.product_row(
-            item, self.clock, prices_as_numbers=self.cfg.product_prices_as_numbers
+        return product_row(
+            self.catalog, item, self.clock, prices_as_numbers=self.cfg.product_prices_as_numbers
         )
 
     def iter_product_rows(self) -> Iterator[dict[str, object]]:
@@ -487,15 +353,15 @@ class Store:
     def iter_stock_rows(self) -> Iterator[dict[str, object]]:
         for item in self.catalog.items:
             with self.lock:
-                yield self.catalog.stock_row(item)
+                yield stock_row(self.catalog, item)
 
-    def shop_variants(self, include_inactive: bool = False) -> list[Any]:
+    def shop_variants(self, include_inactive: bool = False) -> list[Variant]:
         return [v for v in self.catalog.variants if include_inactive or v.product.active]
 
     def iter_shop_products(self) -> Iterator[dict[str, object]]:
         for variant in self.shop_variants():
             with self.lock:
-                yield self.catalog.shop_product(variant)
+                yield shop_product(self.catalog, variant)
 
     def counts(self) -> dict[str, Any]:
         with self.lock:

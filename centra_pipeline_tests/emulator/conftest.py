@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -63,22 +64,27 @@ class Client:
         return body["orders"]
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Client]:
-    """One read-only emulator per test module: do not tick or change plugins through it."""
-    with Emulator(make_config()) as emu:
+@contextmanager
+def serving(**overrides: Any) -> Iterator[Client]:
+    """A running emulator (make_config with these overrides) and a client for it."""
+    with Emulator(make_config(**overrides)) as emu:
         client = Client(emu)
         yield client
         client.session.close()
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Client]:
+    """One read-only emulator per test module: do not tick or change plugins through it."""
+    with serving() as client:
+        yield client
 
 
 @pytest.fixture
 def fresh() -> Iterator[Client]:
     """A private emulator for tests that mutate the store or its settings."""
-    with Emulator(make_config()) as emu:
-        client = Client(emu)
+    with serving() as client:
         yield client
-        client.session.close()
 
 
 @pytest.fixture

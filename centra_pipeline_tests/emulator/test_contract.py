@@ -233,10 +233,9 @@ CONSENT = {
     "created": str,
     "modified": str,
 }
-# GET /products row. Docs inconsistency: the second example row has no `folder` (the first
-# row's folder line lacks a comma); we send it on every row. createdAt and taxPercent are
-# not in the docs example; tap-centra's schema has them.
-PRODUCT_ROW = {
+# The fields both GET /products and GET /stock rows have (both docs examples list them): the
+# identity of the stock item, then its physical and customs facts.
+ITEM_IDENTITY = {
     "sku": str,
     "productId": int,
     "variantSku": str,
@@ -249,12 +248,21 @@ PRODUCT_ROW = {
     "size": str,
     "stockItemId": int,
     "ean": str,
+}
+ITEM_FACTS = {
     "weight": NUM,
     "weightUnit": str,
     "countryOfOrigin": str,
     "harmCode": str,
     "harmDescription": str,
     "active": int,
+}
+# GET /products row. Docs inconsistency: the second example row has no `folder` (the first
+# row's folder line lacks a comma); we send it on every row. createdAt and taxPercent are
+# not in the docs example; tap-centra's schema has them.
+PRODUCT_ROW = {
+    **ITEM_IDENTITY,
+    **ITEM_FACTS,
     "folder": str,
     "name": str,
     "description": str,
@@ -270,25 +278,9 @@ PRODUCT_ROW = {
 PRICE = {"id": str, "price": str, "pricelist": str, "currency": str, "campaigns": list}
 CAMPAIGN = {"id": str, "campaign": str, "price": NUM}
 STOCK_ROW = {
-    "sku": str,
-    "productId": int,
-    "variantSku": str,
-    "variantId": int,
-    "sizeSku": str,
-    "brand": str,
-    "collection": str,
-    "product": str,
-    "variant": str,
-    "size": str,
-    "stockItemId": int,
-    "ean": str,
+    **ITEM_IDENTITY,
     "upc": str,
-    "weight": NUM,
-    "weightUnit": str,
-    "countryOfOrigin": str,
-    "harmCode": str,
-    "harmDescription": str,
-    "active": int,
+    **ITEM_FACTS,
     "physicalStock": int,
     "allocatedStock": int,
     "availableStock": int,

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from centra_pipeline.cli.main import main
-from centra_pipeline.emulator.store import TICK_FIELDS, OrderQuery, Store
+from centra_pipeline.emulator.store import OrderQuery, Store
+from centra_pipeline.emulator.ticks import TICK_FIELDS
 
 from .conftest import make_config
 
