@@ -12,19 +12,12 @@ import pytest
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
-from centra_pipeline.emulator import Emulator
 from centra_pipeline.storage.lake import Lake
-from centra_pipeline.webhooks.inbox import Inbox
-from centra_pipeline.webhooks.receiver import create_app
 from centra_pipeline_tests.conftest import (
-    WEBHOOK_SECRET,
     Pipeline,
-    emulator_config,
-    point_env_at,
 )
 from centra_pipeline_tests.test_cli import cli
-from centra_pipeline_tests.test_webhook_flow import evaluate, store_events
-from centra_pipeline_tests.test_webhook_receiver import serve
+from centra_pipeline_tests.test_webhook_flow import evaluate, live_webhooks, store_events
 
 
 def applied_ranges(data_dir: Path) -> list[tuple[int, int]]:
@@ -55,20 +48,8 @@ def assert_applied_exactly_once(data_dir: Path, max_seq: int) -> None:
 def live(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """The emulator sending signed webhooks to the real receiver, which stores them in the
     inbox under CENTRA_DATA_DIR; no Dagster daemon runs."""
-    inbox = Inbox(data_dir / "webhooks" / "inbox.sqlite3")
-    with (
-        serve(create_app(WEBHOOK_SECRET, inbox)) as receiver_url,
-        Emulator(
-            emulator_config(
-                webhook_url=receiver_url + "/webhooks/centra",
-                webhook_secret=WEBHOOK_SECRET,
-                webhook_batch_size=5,
-            )
-        ) as emu,
-    ):
-        point_env_at(emu, monkeypatch)
-        yield emu, inbox
-    inbox.close()
+    with live_webhooks(data_dir, monkeypatch, batch_size=5) as live_store:
+        yield live_store
 
 
 def test_a_sync_applies_the_webhooks_stored_while_no_daemon_ran(live, data_dir: Path) -> None:

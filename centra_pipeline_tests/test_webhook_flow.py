@@ -4,6 +4,8 @@ whole path with the emulator sending real webhooks to the real receiver over loo
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +46,30 @@ def store_events(inbox_path: Path, *events: tuple[str, str, str], tag: str = "")
             for i, (kind, action, object_id) in enumerate(events)
         ]
         inbox.store(f"{tag}{datetime.now(UTC).timestamp()}{events}", 1_768_478_400, parsed)
+    finally:
+        inbox.close()
+
+
+@contextmanager
+def live_webhooks(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, *, batch_size: int
+) -> Iterator[tuple[Emulator, Inbox]]:
+    """The emulator sending signed webhooks to the real receiver, which stores them in the
+    inbox under CENTRA_DATA_DIR, with the environment pointing at the emulator."""
+    inbox = Inbox(data_dir / "webhooks" / "inbox.sqlite3")
+    try:
+        with (
+            serve(create_app(WEBHOOK_SECRET, inbox)) as receiver_url,
+            Emulator(
+                emulator_config(
+                    webhook_url=receiver_url + "/webhooks/centra",
+                    webhook_secret=WEBHOOK_SECRET,
+                    webhook_batch_size=batch_size,
+                )
+            ) as emu,
+        ):
+            point_env_at(emu, monkeypatch)
+            yield emu, inbox
     finally:
         inbox.close()
 
@@ -150,18 +176,7 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
 ) -> None:
     """Emulator ticks a change to old orders → signed webhook → receiver → inbox → sensor →
     refresh run → centra.duckdb, and nothing else is re-extracted."""
-    inbox = Inbox(data_dir / "webhooks" / "inbox.sqlite3")
-    with (
-        serve(create_app(WEBHOOK_SECRET, inbox)) as receiver_url,
-        Emulator(
-            emulator_config(
-                webhook_url=receiver_url + "/webhooks/centra",
-                webhook_secret=WEBHOOK_SECRET,
-                webhook_batch_size=7,
-            )
-        ) as emu,
-    ):
-        point_env_at(emu, monkeypatch)
+    with live_webhooks(data_dir, monkeypatch, batch_size=7) as (emu, inbox):
         pipeline = Pipeline(emu, data_dir)
         pipeline.sync()
         pipeline.publish()
@@ -214,7 +229,6 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
             con.close()
         for number in changed:
             assert statuses[number] == emu.store.render_order(number)["orderStatus"]
-    inbox.close()
     counts = Inbox(data_dir / "webhooks" / "inbox.sqlite3").counts()
     assert counts.by_type["order"].get("update", 0) >= len(changed)
     json.dumps(counts.to_dict())

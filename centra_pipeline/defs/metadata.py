@@ -35,7 +35,7 @@ def local_time(value: str | None, tz: str) -> str:
 def window_metadata(window: dict[str, Any] | None, tz: str) -> dg.MetadataValue:
     """The window a read asked Centra for, its timestamps with timezone and UTC."""
     if not window:
-        return dg.MetadataValue.json({"read": "everything"})
+        return dg.MetadataValue.json({"read": "everything", "timezone": tz})
     shown = {k: local_time(v, tz) if isinstance(v, str) else v for k, v in window.items()}
     return dg.MetadataValue.json({**shown, "timezone": tz})
 

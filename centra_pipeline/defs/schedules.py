@@ -67,27 +67,36 @@ def freshness_windows(sync_cron: str) -> tuple[timedelta, timedelta]:
 def sync_schedule(
     job: dg.UnresolvedAssetJobDefinition, cron: str, default_status: dg.DefaultScheduleStatus
 ) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name=SYNC_SCHEDULE_NAME,
-        job=job,
-        cron_schedule=cron,
-        execution_timezone=SCHEDULE_TIMEZONE,
-        default_status=default_status,
-        description=f"Incremental sync of all streams, {describe_cron(cron)}; set "
-        "CENTRA_SYNC_CRON to change when.",
+    description = (
+        f"Incremental sync of all streams, {describe_cron(cron)}; set CENTRA_SYNC_CRON to "
+        "change when."
     )
+    return _schedule(SYNC_SCHEDULE_NAME, job, cron, default_status, description)
 
 
 def reconcile_schedule(
     job: dg.UnresolvedAssetJobDefinition, cron: str, default_status: dg.DefaultScheduleStatus
 ) -> dg.ScheduleDefinition:
+    description = (
+        f"Reconciliation, {describe_cron(cron)} (CENTRA_RECONCILE_CRON): open orders and "
+        "returns; once every CENTRA_RECONCILE_FULL_DAYS, every order, return, customer, "
+        "product and stock item and the catalogue."
+    )
+    return _schedule(RECONCILE_SCHEDULE_NAME, job, cron, default_status, description)
+
+
+def _schedule(
+    name: str,
+    job: dg.UnresolvedAssetJobDefinition,
+    cron: str,
+    default_status: dg.DefaultScheduleStatus,
+    description: str,
+) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name=RECONCILE_SCHEDULE_NAME,
+        name=name,
         job=job,
         cron_schedule=cron,
         execution_timezone=SCHEDULE_TIMEZONE,
         default_status=default_status,
-        description=f"Reconciliation, {describe_cron(cron)} (CENTRA_RECONCILE_CRON): open "
-        "orders and returns; once every CENTRA_RECONCILE_FULL_DAYS, every order, return, "
-        "customer, product and stock item and the catalogue.",
+        description=description,
     )

@@ -236,12 +236,3 @@ class Stream:
         except (TypeError, ValueError):
             return value
 
-
-def __getattr__(name: str) -> Any:  # TEMPORARY shim while the verify split lands
-    import centra_pipeline.streams as streams
-    from centra_pipeline.streams import customers, orders, returns
-
-    for module in (streams, orders, returns, customers):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(name)
