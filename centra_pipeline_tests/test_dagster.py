@@ -15,8 +15,8 @@ import pytest
 from dagster._core.definitions.dependency import NodeHandle
 
 from centra_pipeline.definitions import defs
-from centra_pipeline.defs.keys import SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.jobs import SYNC_JOB_NAME
+from centra_pipeline.defs.keys import SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.settings import project_root
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, TABLES

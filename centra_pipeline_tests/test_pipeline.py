@@ -466,8 +466,9 @@ def test_a_value_of_the_wrong_type_fails_the_load_and_changes_nothing(pipeline: 
 
 
 def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
-    """Flat memory (DESIGN §3.7): pages stream through extraction and landing; the one being
-    processed and the one prefetched are alive, never the whole stream."""
+    """Flat memory (docs/architecture.md, invariant 7): pages stream through extraction and
+    landing; the one being processed and the one prefetched are alive, never the whole
+    stream."""
     import gc
     import weakref
 
@@ -498,9 +499,10 @@ def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
 
 @pytest.mark.parametrize("bad", ["key_revoked", "truncated_after_first_page"])
 def test_a_read_that_fails_changes_nothing(pipeline: Pipeline, bad: str, monkeypatch) -> None:
-    """Bad input from Centra (DESIGN §3.6): a key that stops working, or bodies cut short from
-    the second page on (past the retries): a specific error, and no row, cursor or load
-    changes, although the first page was already landed in a temporary load."""
+    """Bad input from Centra (docs/architecture.md, invariant 6): a key that stops working, or
+    bodies cut short from the second page on (past the retries): a specific error, and no
+    row, cursor or load changes, although the first page was already landed in a temporary
+    load."""
     from centra_pipeline.centra.errors import CentraAuthError, CentraError
     from centra_pipeline.centra.order_api import OrderApi
 

@@ -176,7 +176,7 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
 ) -> None:
     """Emulator ticks a change to old orders → signed webhook → receiver → inbox → sensor →
     refresh run → centra.duckdb, and nothing else is re-extracted."""
-    with live_webhooks(data_dir, monkeypatch, batch_size=7) as (emu, inbox):
+    with live_webhooks(data_dir, monkeypatch, batch_size=7) as (emu, _inbox):
         pipeline = Pipeline(emu, data_dir)
         pipeline.sync()
         pipeline.publish()

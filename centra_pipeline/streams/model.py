@@ -235,4 +235,3 @@ class Stream:
             return int(value)
         except (TypeError, ValueError):
             return value
-

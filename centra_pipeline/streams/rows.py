@@ -1,7 +1,8 @@
 """Records → typed Arrow tables, one per schema table, with load metadata.
 
 A page of Centra records becomes one Arrow table per table of its stream (parent and
-children), typed by `schema.py` through the converters in `centra/quirks.py`. Alongside it:
+children), typed by the stream schemas (`streams/model.py`) through the converters in
+`centra/quirks.py`. Alongside it:
 - `_raw` (parent rows): the record's JSON exactly as Centra sent it, so the lake is the record;
 - `_hash`: a hash of that text, to tell changed records from unchanged ones;
 - `_extra`: the fields no column maps, per row (custom attributes, new Centra fields);
