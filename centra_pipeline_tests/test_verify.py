@@ -22,7 +22,7 @@ from centra_pipeline.centra.quirks import shift_local
 from centra_pipeline.cli import main as cli
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.settings import Settings
-from centra_pipeline.streams.model import ORDER_STATUS_NAMES
+from centra_pipeline.streams.orders import ORDER_STATUS_NAMES
 from centra_pipeline.verify.compare import DETAIL_DAYS_LIMIT, ID_LIST_LIMIT, verify
 from centra_pipeline_tests.conftest import ORDER_KEY, TZ, Pipeline
 
