@@ -82,95 +82,109 @@ def _connect(lines: list[CheckLine], api: str, client: Any, url: str | None, key
 
 def run_checks(settings: Settings) -> list[CheckLine]:
     lines: list[CheckLine] = []
-    missing = settings.missing_order_api()
+    _check_api(
+        lines,
+        "Order API",
+        OrderApi,
+        settings.missing_order_api(),
+        settings.order_api_url,
+        settings.order_api_key,
+        _probe_order_api,
+    )
+    _check_api(
+        lines,
+        "Shop API",
+        ShopApi,
+        settings.missing_shop_api(),
+        settings.shop_api_url,
+        settings.shop_api_key,
+        _probe_shop_api,
+    )
+    lines.append(_check_webhook(settings))
+    return lines
+
+
+def _check_api(
+    lines: list[CheckLine],
+    api: str,
+    client: Any,
+    missing: list[str],
+    url: str | None,
+    key: Any,
+    probes: Callable[[Any], list[CheckLine]],
+) -> None:
+    """A line naming what is not configured, or the probes' lines."""
     if missing:
         lines.append(
             CheckLine(
+                api,
+                "configuration",
+                False,
+                f"set {' and '.join(missing)} (the {api} plugin's endpoint URL and secret)",
+            )
+        )
+        return
+    connected = _connect(lines, api, client, url, key)
+    if connected is None:
+        return
+    try:
+        lines.extend(probes(connected))
+    finally:
+        connected.close()
+
+
+def _probe_order_api(api: OrderApi) -> list[CheckLine]:
+    first = _probe("Order API", ENDPOINT_ORDERS, lambda: _first_page(api.iter_orders()))
+    # A key or URL that reaches no endpoint would fail every probe the same way: one line says
+    # it. An endpoint the plugin does not allow says nothing about the others.
+    if not (first.ok or "not allow" in first.message):
+        return [first]
+    return [first, *_probe_order_endpoints(api)]
+
+
+def _probe_order_endpoints(api: OrderApi) -> list[CheckLine]:
+    """Every Order API endpoint after GET /orders; the customer lookup uses a listed id."""
+    lines = [_probe("Order API", ENDPOINT_RETURNS, lambda: _first_page(api.iter_returns()))]
+    customer_ids: list[Any] = []
+
+    def customers() -> str:
+        page = next(iter(api.iter_customers()))
+        customer_ids.extend(r.obj.get("customerId") for r in page.records)
+        return f"{len(page.records)} record(s) in a limit=1 read"
+
+    lines.append(_probe("Order API", ENDPOINT_CUSTOMERS, customers))
+    if customer_ids:
+        lines.append(
+            _probe(
                 "Order API",
-                "configuration",
-                False,
-                f"set {' and '.join(missing)} (the Order API plugin's endpoint URL and secret)",
+                ENDPOINT_CUSTOMER,
+                lambda: "found" if api.get_customer(customer_ids[0]) else "not found",
             )
         )
-    elif (
-        api := _connect(
-            lines, "Order API", OrderApi, settings.order_api_url, settings.order_api_key
-        )
-    ) is not None:
-        try:
-            first = _probe("Order API", ENDPOINT_ORDERS, lambda: _first_page(api.iter_orders()))
-            lines.append(first)
-            if first.ok or "not allow" in first.message:
-                lines.append(
-                    _probe("Order API", ENDPOINT_RETURNS, lambda: _first_page(api.iter_returns()))
-                )
-                customer_ids: list[Any] = []
-
-                def customers() -> str:
-                    page = next(iter(api.iter_customers()))
-                    customer_ids.extend(r.obj.get("customerId") for r in page.records)
-                    return f"{len(page.records)} record(s) in a limit=1 read"
-
-                lines.append(_probe("Order API", ENDPOINT_CUSTOMERS, customers))
-                if customer_ids:
-                    lines.append(
-                        _probe(
-                            "Order API",
-                            ENDPOINT_CUSTOMER,
-                            lambda: "found" if api.get_customer(customer_ids[0]) else "not found",
-                        )
-                    )
-                else:
-                    lines.append(
-                        CheckLine(
-                            "Order API", ENDPOINT_CUSTOMER, True, "skipped (no customer to look up)"
-                        )
-                    )
-                lines.append(
-                    _probe("Order API", ENDPOINT_PRODUCTS, lambda: _first_page(api.iter_products()))
-                )
-                lines.append(
-                    _probe("Order API", ENDPOINT_STOCK, lambda: _first_page(api.iter_stock()))
-                )
-        finally:
-            api.close()
-
-    missing = settings.missing_shop_api()
-    if missing:
-        lines.append(
-            CheckLine(
-                "Shop API",
-                "configuration",
-                False,
-                f"set {' and '.join(missing)} (the Shop API plugin's endpoint URL and secret)",
-            )
-        )
-    elif (
-        shop := _connect(lines, "Shop API", ShopApi, settings.shop_api_url, settings.shop_api_key)
-    ) is not None:
-        try:
-            lines.append(
-                _probe(
-                    "Shop API", ENDPOINT_PRODUCTS_FILTER, lambda: _first_page(shop.iter_products())
-                )
-            )
-        finally:
-            shop.close()
-
-    if settings.webhook_secret:
-        lines.append(CheckLine("Webhook", ENV_WEBHOOK_SECRET, True, "OK (set)"))
     else:
         lines.append(
-            CheckLine(
-                "Webhook",
-                ENV_WEBHOOK_SECRET,
-                False,
-                f"set {ENV_WEBHOOK_SECRET} to the endpoint secret of the Centra Webhook plugin "
-                "(version 'Integration API', Order trigger on); without it the webhook receiver "
-                "refuses to start and changes to old orders wait for the hourly lookback",
-            )
+            CheckLine("Order API", ENDPOINT_CUSTOMER, True, "skipped (no customer to look up)")
         )
+    lines.append(_probe("Order API", ENDPOINT_PRODUCTS, lambda: _first_page(api.iter_products())))
+    lines.append(_probe("Order API", ENDPOINT_STOCK, lambda: _first_page(api.iter_stock())))
     return lines
+
+
+def _probe_shop_api(shop: ShopApi) -> list[CheckLine]:
+    return [_probe("Shop API", ENDPOINT_PRODUCTS_FILTER, lambda: _first_page(shop.iter_products()))]
+
+
+def _check_webhook(settings: Settings) -> CheckLine:
+    if settings.webhook_secret:
+        return CheckLine("Webhook", ENV_WEBHOOK_SECRET, True, "OK (set)")
+    return CheckLine(
+        "Webhook",
+        ENV_WEBHOOK_SECRET,
+        False,
+        f"set {ENV_WEBHOOK_SECRET} to the endpoint secret of the Centra Webhook plugin "
+        "(version 'Integration API', Order trigger on); without it the webhook receiver "
+        "refuses to start and changes to old orders wait for the hourly lookback",
+    )
 
 
 def format_lines(lines: list[CheckLine]) -> str:

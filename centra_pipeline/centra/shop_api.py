@@ -5,7 +5,7 @@ Responses are maps keyed by product id (`{"123": {...}}`), not envelopes, and er
 pipeline reads the catalogue in full with `POST /products/filter` (`quantity` + `offset`;
 Centra recommends 10–100 per call) and lands only what changed. The read is anchored on the
 product id (`product`) so products leaving the catalogue during the read (made inactive,
-removed from the market) cannot make it skip one: see `order_api.offset_pages`.
+removed from the market) cannot make it skip one: see `paging.offset_pages`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from centra_pipeline.centra.client import PluginClient
 from centra_pipeline.centra.errors import CentraBusinessError, CentraNotFound
-from centra_pipeline.centra.http import CentraSession, HttpConfig, Response
+from centra_pipeline.centra.http import Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
-from centra_pipeline.centra.order_api import Page, offset_pages, record_key
-from centra_pipeline.settings import ENV_SHOP_API_KEY, Secret
+from centra_pipeline.centra.page import Page, record_key
+from centra_pipeline.centra.paging import offset_pages
+from centra_pipeline.settings import ENV_SHOP_API_KEY
 
 API_NAME = "Shop API"
 ENDPOINT_PRODUCTS_FILTER = "POST /products/filter"
@@ -29,22 +31,10 @@ def _keyed(response: Response) -> tuple[list[RawRecord], Response]:
     return parse_keyed_records(response.text), response
 
 
-class ShopApi:
-    def __init__(self, session: CentraSession, *, page_size: int = 100) -> None:
-        self.session = session
-        self.page_size = page_size
-
-    @classmethod
-    def connect(
-        cls, url: str, key: Secret | str, *, config: HttpConfig | None = None, page_size: int = 100
-    ) -> ShopApi:
-        session = CentraSession(
-            url, key, api_name=API_NAME, key_env=ENV_SHOP_API_KEY, config=config
-        )
-        return cls(session, page_size=page_size)
-
-    def close(self) -> None:
-        self.session.close()
+class ShopApi(PluginClient):
+    API_NAME = API_NAME
+    KEY_ENV = ENV_SHOP_API_KEY
+    DEFAULT_PAGE_SIZE = 100
 
     def iter_products(
         self,
@@ -57,7 +47,6 @@ class ShopApi:
         `quantity` new products a page, until a page brings none."""
         if silk_products is not None and not silk_products:
             return
-        quantity = page_size or self.page_size
 
         def fetch(
             offset: int, count: int
@@ -67,49 +56,49 @@ class ShopApi:
                 body["market"] = market
             if silk_products is not None:
                 body["silkProduct"] = [str(p) for p in silk_products]
-            try:
-                records, response = self.session.call(
-                    "POST",
-                    "/products/filter",
-                    endpoint=ENDPOINT_PRODUCTS_FILTER,
-                    json_body=body,
-                    parse=_keyed,
-                    not_found_ok=True,
-                )
-            except CentraNotFound as exc:
-                # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
-                # selection; past the last product that simply means "no more". Any other
-                # 404 (`{"errors":{"market":"not found: 9"}}`) is a bad filter, not an end.
-                errors = exc.detail.get("errors") if isinstance(exc.detail, dict) else None
-                if not isinstance(errors, dict) or set(errors) <= {"product"}:
-                    return None
-                raise CentraBusinessError(
-                    str(exc), api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER, detail=exc.detail
-                ) from None
-            return body, records, response
+            found = self._filter_page(body)
+            return None if found is None else (body, *found)
 
         yield from offset_pages(
             fetch,
             api=API_NAME,
             endpoint=ENDPOINT_PRODUCTS_FILTER,
             key=record_key("product"),
-            limit=quantity,
+            limit=self._limit(page_size),
         )
 
     def get_products(self, product_ids: list[str]) -> list[RawRecord]:
         """POST /products/filter with explicit ids (targeted refreshes)."""
         try:
-            records, _ = self.session.call(
-                "POST",
-                "/products/filter",
-                endpoint=ENDPOINT_PRODUCTS_FILTER,
-                json_body={"products": [str(p) for p in product_ids]},
-                parse=_keyed,
-                not_found_ok=True,
-            )
+            records, _ = self._filter({"products": [str(p) for p in product_ids]})
         except CentraNotFound:
             return []
         return records
+
+    def _filter(self, body: dict[str, Any]) -> tuple[list[RawRecord], Response]:
+        return self.session.call(
+            "POST",
+            "/products/filter",
+            endpoint=ENDPOINT_PRODUCTS_FILTER,
+            json_body=body,
+            parse=_keyed,
+            not_found_ok=True,
+        )
+
+    def _filter_page(self, body: dict[str, Any]) -> tuple[list[RawRecord], Response] | None:
+        """One page of a paged POST /products/filter; None past the last product."""
+        try:
+            return self._filter(body)
+        except CentraNotFound as exc:
+            # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
+            # selection; past the last product that simply means "no more". Any other
+            # 404 (`{"errors":{"market":"not found: 9"}}`) is a bad filter, not an end.
+            errors = exc.detail.get("errors") if isinstance(exc.detail, dict) else None
+            if not isinstance(errors, dict) or set(errors) <= {"product"}:
+                return None
+            raise CentraBusinessError(
+                str(exc), api=API_NAME, endpoint=ENDPOINT_PRODUCTS_FILTER, detail=exc.detail
+            ) from None
 
     def product_ids(self) -> list[str]:
         def parse(response: Response) -> list[str]:

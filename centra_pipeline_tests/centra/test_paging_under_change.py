@@ -21,7 +21,9 @@ import pytest
 from centra_pipeline.centra.errors import CentraError
 from centra_pipeline.centra.http import Response
 from centra_pipeline.centra.jsonstream import RawRecord
-from centra_pipeline.centra.order_api import OrderApi, Page, offset_pages, record_key
+from centra_pipeline.centra.order_api import OrderApi
+from centra_pipeline.centra.page import Page, record_key
+from centra_pipeline.centra.paging import offset_pages
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.emulator.store import Store
 

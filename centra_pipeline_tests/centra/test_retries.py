@@ -16,8 +16,10 @@ from centra_pipeline.centra.errors import (
     CentraConnectionError,
     CentraServerError,
 )
-from centra_pipeline.centra.http import CentraSession, RateLimiter, parse_retry_after
+from centra_pipeline.centra.failures import parse_retry_after
+from centra_pipeline.centra.http import CentraSession
 from centra_pipeline.centra.order_api import OrderApi
+from centra_pipeline.centra.ratelimit import RateLimiter
 from centra_pipeline.emulator import Emulator
 
 from .conftest import FAST, ORDER_KEY, fast, objs, served
