@@ -254,3 +254,24 @@ def test_the_schema_drift_command_lists_and_acknowledges(pipeline: Pipeline, dat
     assert run("--acknowledge", field).returncode == 0
     after = {f["field"]: f for f in json.loads(run("--json").stdout)}
     assert after[field]["acknowledged_at"] is not None
+
+
+def test_observing_an_endpoint_asks_centra_for_one_record(centra_env, data_dir) -> None:
+    """The endpoints are observable sources: "Observe" in the UI probes them."""
+    graph = defs.resolve_asset_graph()
+    assert all(graph.get(source_key(s)).is_observable for s in STREAMS.values())
+    keys = [source_key(s) for s in STREAMS.values()]
+    observe = dg.define_asset_job("observe_endpoints", selection=dg.AssetSelection.assets(*keys))
+    local = dg.Definitions(assets=defs.assets, jobs=[observe], resources=defs.resources)
+    with dg.instance_for_test() as instance:
+        result = local.resolve_job_def("observe_endpoints").execute_in_process(instance=instance)
+        assert result.success
+        observed = {
+            e.event_specific_data.asset_observation.asset_key: (
+                e.event_specific_data.asset_observation.metadata
+            )
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        }
+    assert set(observed) == {source_key(s) for s in STREAMS.values()}
+    assert all(meta["records_on_first_page"].value == 1 for meta in observed.values())

@@ -10,6 +10,7 @@ between landing and merging). Whole runs that write the warehouse are limited to
 time by the run queue (dagster.yaml), so a webhook refresh waits for the sync.
 """
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -171,13 +172,14 @@ def _no_retry_for_mistakes() -> Iterator[None]:
 
 # --- specs -----------------------------------------------------------------------------------
 def source_specs() -> list[dg.AssetSpec]:
-    """The Centra endpoints: read, never written; each read reports an observation."""
+    """The Centra endpoints: read, never written."""
     return [
         dg.AssetSpec(
             source_key(stream),
             description=f"Centra {API_LABELS[stream.api]} `{stream.endpoint}`: "
             f"{stream.description.lower()}. Read by the pipeline, never written; every read "
-            "reports an observation (records, requests, retries, seconds).",
+            "reports an observation (records, requests, retries, seconds), and observing it "
+            "on its own asks for one record.",
             group_name=GROUPS[stream.api],
             kinds={"centra", "api"},
             owners=OWNERS,
@@ -185,6 +187,28 @@ def source_specs() -> list[dg.AssetSpec]:
         )
         for stream in STREAMS.values()
     ]
+
+
+def build_endpoint_assets() -> dg.AssetsDefinition:
+    """The endpoints as observable sources: each sync's read observes its endpoint, and
+    "Observe" in the UI probes the selected ones (a request for one record each)."""
+
+    # Dagster marks multi_observable_source_asset as beta; it is the one way to make several
+    # external assets observable from one function.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+
+        @dg.multi_observable_source_asset(
+            specs=source_specs(), name="centra_endpoints", can_subset=True
+        )
+        def centra_endpoints(context: dg.AssetExecutionContext, centra: CentraResource):
+            for stream in STREAMS.values():
+                if source_key(stream) in context.selected_asset_keys:
+                    with _no_retry_for_mistakes():
+                        seen = stream_step.probe(stream, centra.order_api, centra.shop_api)
+                    yield dg.ObserveResult(asset_key=source_key(stream), metadata=seen)
+
+    return centra_endpoints
 
 
 def _stream_specs(stream: Stream, freshness: dg.FreshnessPolicy) -> list[dg.AssetSpec]:
@@ -284,7 +308,7 @@ def build_snapshot_asset() -> dg.AssetsDefinition:
 def all_assets(freshness: dg.FreshnessPolicy) -> list[Any]:
     """Every asset: the endpoints, one multi-asset per stream, the snapshot."""
     return [
-        *source_specs(),
+        build_endpoint_assets(),
         *(build_stream_asset(stream, freshness) for stream in STREAMS.values()),
         build_snapshot_asset(),
     ]

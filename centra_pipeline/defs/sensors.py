@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -89,33 +90,14 @@ def build_order_webhook_sensor(
         "the orders that changed (GET /orders?order=N), out of schedule.",
     )
     def centra_order_webhook_sensor(context: dg.SensorEvaluationContext):
-        settings = Settings.from_env()
-        if not settings.inbox_path.exists():
+        inbox_path = Settings.from_env().inbox_path
+        if not inbox_path.exists():
             return dg.SkipReason(
-                f"no webhook inbox at {settings.inbox_path} yet (start "
-                "`centra-pipeline webhook-server`)"
+                f"no webhook inbox at {inbox_path} yet (start `centra-pipeline webhook-server`)"
             )
-        inbox = Inbox(settings.inbox_path, readonly=True)
-        try:
-            inbox_id = inbox.inbox_id
-            cursor = read_cursor(context.cursor, inbox_id)
-            if context.cursor and cursor == 0:
-                context.log.warning(
-                    "the webhook inbox at %s is not the one the cursor was read from (it was "
-                    "replaced); reading it from the start",
-                    settings.inbox_path,
-                )
-            events = inbox.events_after(
-                cursor, limit=MAX_EVENTS_PER_TICK, types=ORDER_REFRESH_TYPES
-            )
-            if not events:
-                counts = inbox.counts()
-                return dg.SkipReason(
-                    f"no order events after inbox seq {cursor} (inbox: {counts.events} events "
-                    f"in {counts.deliveries} deliveries, newest seq {counts.max_seq})"
-                )
-        finally:
-            inbox.close()
+        inbox_id, cursor, events, skip = _events_after_cursor(context, inbox_path)
+        if skip is not None:
+            return skip
         orders, last_seq, invalid = plan_refresh(events)
         if invalid:
             context.log.warning(
@@ -130,42 +112,66 @@ def build_order_webhook_sensor(
                 ),
                 cursor=write_cursor(inbox_id, last_seq),
             )
-        first_seq = events[0].seq
         context.log.info(
             "%d order events (seq %d..%d) → refresh of %d orders",
             len(events),
-            first_seq,
+            events[0].seq,
             last_seq,
             len(orders),
         )
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(
-                    run_key=f"inbox-{first_seq}-{last_seq}",
-                    job_name=ORDER_REFRESH_JOB_NAME,
-                    # The run applies every event not applied yet up to last_seq (a sync may
-                    # have applied some already): see sync/inbox_reads.py.
-                    run_config={
-                        "ops": {
-                            "sync_orders": {
-                                "config": {
-                                    "mode": "refresh",
-                                    "keys": orders,
-                                    "inbox_through": last_seq,
-                                }
-                            }
-                        }
-                    },
-                    tags={
-                        INBOX_SEQ_TAG: f"{first_seq}-{last_seq}",
-                        ORDER_COUNT_TAG: str(len(orders)),
-                    },
-                )
-            ],
+            run_requests=[refresh_request(orders, events[0].seq, last_seq)],
             cursor=write_cursor(inbox_id, last_seq),
         )
 
     return centra_order_webhook_sensor
+
+
+def _events_after_cursor(
+    context: dg.SensorEvaluationContext, inbox_path: Path
+) -> tuple[str, int, list[InboxEvent], dg.SkipReason | None]:
+    """The inbox's id, the seq the cursor stands at, and a bounded batch of order events
+    after it (or the reason there are none)."""
+    inbox = Inbox(inbox_path, readonly=True)
+    try:
+        inbox_id = inbox.inbox_id
+        cursor = read_cursor(context.cursor, inbox_id)
+        if context.cursor and cursor == 0:
+            context.log.warning(
+                "the webhook inbox at %s is not the one the cursor was read from (it was "
+                "replaced); reading it from the start",
+                inbox_path,
+            )
+        events = inbox.events_after(cursor, limit=MAX_EVENTS_PER_TICK, types=ORDER_REFRESH_TYPES)
+        skip = None
+        if not events:
+            counts = inbox.counts()
+            skip = dg.SkipReason(
+                f"no order events after inbox seq {cursor} (inbox: {counts.events} events "
+                f"in {counts.deliveries} deliveries, newest seq {counts.max_seq})"
+            )
+    finally:
+        inbox.close()
+    return inbox_id, cursor, events, skip
+
+
+def refresh_request(orders: list[int], first_seq: int, last_seq: int) -> dg.RunRequest:
+    """One refresh run for the orders of inbox events first_seq..last_seq; its run key comes
+    from that range, so a tick evaluated twice cannot start two runs."""
+    return dg.RunRequest(
+        run_key=f"inbox-{first_seq}-{last_seq}",
+        job_name=ORDER_REFRESH_JOB_NAME,
+        # The run applies every event not applied yet up to last_seq (a sync may have
+        # applied some already): see sync/inbox_reads.py.
+        run_config={
+            "ops": {
+                "sync_orders": {
+                    "config": {"mode": "refresh", "keys": orders, "inbox_through": last_seq}
+                }
+            }
+        },
+        tags={INBOX_SEQ_TAG: f"{first_seq}-{last_seq}", ORDER_COUNT_TAG: str(len(orders))},
+    )
 
 
 FRESHNESS_SENSOR_NAME = "centra_freshness_checks_sensor"

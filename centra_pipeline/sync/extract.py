@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from centra_pipeline.centra.jsonstream import RawRecord
-from centra_pipeline.centra.order_api import OrderApi
+from centra_pipeline.centra.order_api import OrderApi, Page
 from centra_pipeline.centra.quirks import format_local_datetime
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.storage.lake import Lake, LoadManifest, LoadWriter, new_load_id
@@ -166,74 +166,50 @@ class Extractor:
         options: ExtractOptions,
         cursor_before: str | None,
     ) -> LoadManifest:
-        """Page through the plan, flattening and writing each page; then commit the load."""
+        """Page through the plan, flattening and writing what it keeps of each page; then
+        commit the load with the cursor it proves."""
         sessions = self._sessions()
         before = _request_totals(sessions)
-        cursor_max: str | None = None
-        server_start: datetime | None = None
-        seen_keys: set[Any] = set()
-        seq = 0
-        rereads = 0
+        read = _ReadState()
         last_report = 0.0
         for page in plan.pages:
-            rereads += page.rereads
-            if server_start is None:
-                server_start = page.server_time or page.fetched_at
+            read.page(page, plan.cursor_field)
             progress.pages += 1
             progress.records += len(page.records)
-            records = page.records
-            if plan.cursor_field:
-                cursor_max = _max_field(records, plan.cursor_field, cursor_max)
-            if plan.index is not None:
-                flags = plan.index.changed(
-                    [stream.key(r.obj) for r in records],
-                    [record_hash(r.raw) for r in records],
-                )
-                records = [r for r, changed in zip(records, flags, strict=True) if changed]
-            if plan.expected_keys is not None:
-                seen_keys.update(stream.key(r.obj) for r in records)
-            if plan.known_hashes is not None:
-                records = [
-                    r
-                    for r in records
-                    if plan.known_hashes.get(stream.key(r.obj)) != record_hash(r.raw)
-                ]
+            records = _to_land(plan, stream, page.records, read.seen_keys)
             if records:
-                batch = flatten(
-                    stream,
-                    records,
-                    load_id=writer.manifest.load_id,
-                    extracted_at=page.fetched_at,
-                    seq_start=seq,
-                    tz=self.tz,
+                writer.write(
+                    flatten(
+                        stream,
+                        records,
+                        load_id=writer.manifest.load_id,
+                        extracted_at=page.fetched_at,
+                        seq_start=read.seq,
+                        tz=self.tz,
+                    )
                 )
-                seq += len(records)
-                writer.write(batch)
+                read.seq += len(records)
                 progress.landed += len(records)
             if progress.pages == 1:
                 failpoint("extract.after_first_page")
-            now = time.monotonic()
-            if self.progress and now - last_report >= self.progress_interval:
-                last_report = now
+            if self.progress and time.monotonic() - last_report >= self.progress_interval:
+                last_report = time.monotonic()
                 self.progress(progress)
-        after = _request_totals(sessions)
-        missing: list[Any] = []
-        if plan.expected_keys is not None:
-            missing = [k for k in plan.expected_keys() if k not in seen_keys]
-        if plan.index is not None:
-            missing = plan.index.unseen()
+        requests = _request_totals(sessions, since=before)
         return writer.commit(
             window=plan.window,
             cursor_before=cursor_before,
-            cursor_after=self._cursor_after(plan, options, cursor_max, server_start, cursor_before),
+            cursor_after=self._cursor_after(
+                plan, options, read.cursor_max, read.server_start, cursor_before
+            ),
             pages=progress.pages,
             records_read=progress.records,
-            requests=after["requests"] - before["requests"],
-            retries=after["retries"] - before["retries"],
-            rereads=rereads,
-            bytes=after["bytes"] - before["bytes"],
+            requests=requests["requests"],
+            retries=requests["retries"],
+            rereads=read.rereads,
+            bytes=requests["bytes"],
             requested_keys=list(plan.requested_keys),
-            missing_keys=missing,
+            missing_keys=_not_returned(plan, read.seen_keys),
             inbox=plan.inbox,
         )
 
@@ -277,13 +253,61 @@ def relaxed_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _request_totals(sessions: list[Any]) -> dict[str, int]:
+def _request_totals(sessions: list[Any], since: dict[str, int] | None = None) -> dict[str, int]:
     totals = {"requests": 0, "retries": 0, "bytes": 0}
     for session in sessions:
         stats = session.stats.snapshot()
         for name in totals:
             totals[name] += stats[name]
+    if since is not None:
+        totals = {name: value - since[name] for name, value in totals.items()}
     return totals
+
+
+@dataclass
+class _ReadState:
+    """What a read has learnt so far: the cursor it proves, Centra's clock at its start, the
+    keys it saw, the next row position, pages asked again."""
+
+    cursor_max: str | None = None
+    server_start: datetime | None = None
+    seen_keys: set[Any] = field(default_factory=set)
+    seq: int = 0
+    rereads: int = 0
+
+    def page(self, page: Page, cursor_field: str | None) -> None:
+        self.rereads += page.rereads
+        if self.server_start is None:
+            self.server_start = page.server_time or page.fetched_at
+        if cursor_field:
+            self.cursor_max = _max_field(page.records, cursor_field, self.cursor_max)
+
+
+def _to_land(
+    plan: ReadPlan, stream: Stream, records: list[RawRecord], seen_keys: set[Any]
+) -> list[RawRecord]:
+    """The records of a page the plan lands: a reconciliation or the catalogue land only
+    what differs from the warehouse. Keys the plan expects back are noted as seen."""
+    if plan.index is not None:
+        flags = plan.index.changed(
+            [stream.key(r.obj) for r in records], [record_hash(r.raw) for r in records]
+        )
+        records = [r for r, changed in zip(records, flags, strict=True) if changed]
+    if plan.expected_keys is not None:
+        seen_keys.update(stream.key(r.obj) for r in records)
+    if plan.known_hashes is not None:
+        known = plan.known_hashes
+        records = [r for r in records if known.get(stream.key(r.obj)) != record_hash(r.raw)]
+    return records
+
+
+def _not_returned(plan: ReadPlan, seen_keys: set[Any]) -> list[Any]:
+    """Keys the plan expected back that Centra did not return (they are marked missing)."""
+    if plan.index is not None:
+        return plan.index.unseen()
+    if plan.expected_keys is not None:
+        return [k for k in plan.expected_keys() if k not in seen_keys]
+    return []
 
 
 def _max_field(records: list[RawRecord], field_name: str, current: str | None) -> str | None:

@@ -105,3 +105,27 @@ def merge(stream: Stream, tables: list[Table], *, lake: Lake, warehouse: Warehou
     merged = Merged(results, pending, time.monotonic() - started)
     merged.row_counts = warehouse.row_counts([t.name for t in tables])
     return merged
+
+
+def probe(
+    stream: Stream, order_api: Callable[[], OrderApi], shop_api: Callable[[], ShopApi]
+) -> dict[str, Any]:
+    """Ask the stream's endpoint for its first page of one record: whether it answers, how
+    fast, and Centra's clock. Writes nothing."""
+    started = time.monotonic()
+    client: Any = shop_api() if stream.api == "shop_api" else order_api()
+    try:
+        if stream.api == "shop_api":
+            pages = client.iter_products(page_size=1)
+        else:
+            assert stream.read_all is not None
+            pages = stream.read_all(client, page_size=1)
+        page = next(iter(pages), None)
+    finally:
+        client.close()
+    return {
+        "answered": page is not None,
+        "records_on_first_page": len(page.records) if page else 0,
+        "server_time": page.server_time.isoformat() if page and page.server_time else "",
+        "seconds": round(time.monotonic() - started, 3),
+    }
