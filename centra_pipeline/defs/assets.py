@@ -39,6 +39,7 @@ from centra_pipeline.defs.keys import (
 )
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 from centra_pipeline.streams.rows import MissingKey
@@ -109,17 +110,29 @@ def build_stream_asset(stream: Stream, freshness: dg.FreshnessPolicy) -> dg.Asse
             tables = [t for t in stream.tables if table_key(t) in context.selected_asset_keys]
             if tables:
                 merged = stream_step.merge(stream, tables, lake=lake, warehouse=warehouse)
-                unmapped = warehouse.unmapped_fields(stream.name)
-                with warehouse.reader() as con:
-                    inputs = CheckInputs(con, merged, unmapped, settings.reconcile_warn_share)
-                    for table in tables:
-                        yield dg.MaterializeResult(
-                            asset_key=table_key(table),
-                            metadata=metadata.table_metadata(merged, table, settings.timezone),
-                        )
-                        yield from check_results(context.selected_asset_check_keys, inputs, table)
+                yield from _report_merged(context, stream, tables, merged, warehouse, settings)
 
     return _sync
+
+
+def _report_merged(
+    context: dg.AssetExecutionContext,
+    stream: Stream,
+    tables: list[Table],
+    merged: stream_step.Merged,
+    warehouse: Warehouse,
+    settings: Settings,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Each merged table's materialization, followed by the results of its checks."""
+    unmapped = warehouse.unmapped_fields(stream.name)
+    with warehouse.reader() as con:
+        inputs = CheckInputs(con, merged, unmapped, settings.reconcile_warn_share)
+        for table in tables:
+            yield dg.MaterializeResult(
+                asset_key=table_key(table),
+                metadata=metadata.table_metadata(merged, table, settings.timezone),
+            )
+            yield from check_results(context.selected_asset_check_keys, inputs, table)
 
 
 def _report_landed(
