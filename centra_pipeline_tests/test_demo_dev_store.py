@@ -7,6 +7,7 @@ stand-in that records the configuration it was given and stops the command right
 
 from __future__ import annotations
 
+import ast
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 import centra_pipeline.emulator
-from centra_pipeline.cli import demo
+from centra_pipeline.cli import dev, emulated_store, supervisor
 from centra_pipeline.cli.main import build_parser
 
 COMMANDS = {"dev": ["dev"], "demo --ui": ["demo", "--ui"], "demo": ["demo"]}
@@ -38,8 +39,8 @@ def test_dev_and_demo_ui_parse_the_same_store_options_with_the_same_defaults() -
     assert {name: getattr(dev, name) for name in STORE_OPTIONS} == {
         name: getattr(ui, name) for name in STORE_OPTIONS
     }
-    assert dev.orders == demo.DEFAULT_ORDERS == 20_000  # the README Quickstart's size
-    assert _size(demo.store_config(dev)) == _size(demo.store_config(ui))
+    assert dev.orders == emulated_store.DEFAULT_ORDERS == 20_000  # the README Quickstart's size
+    assert _size(emulated_store.store_config(dev)) == _size(emulated_store.store_config(ui))
 
 
 def test_dev_demo_ui_and_demo_would_start_the_same_store(
@@ -75,7 +76,27 @@ def test_dev_demo_ui_and_demo_would_start_the_same_store(
 def test_store_options_given_to_demo_ui_or_dev_size_the_store_alike() -> None:
     argv = ["demo", "--ui", "--orders", "900", "--customers", "70", "--products", "25"]
     args = _parse(argv)
-    config = demo.store_config(args)
+    config = emulated_store.store_config(args)
     assert (config.orders, config.customers, config.products) == (900, 70, 25)
     dev_args = _parse(["dev", "--orders", "900", "--customers", "70", "--products", "25"])
-    assert _size(demo.store_config(dev_args)) == _size(config)
+    assert _size(emulated_store.store_config(dev_args)) == _size(config)
+
+
+def _imports(module: Any) -> set[str]:
+    """Every module `module` imports, function-local imports included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_store_is_defined_below_demo_and_dev_so_imports_go_one_way() -> None:
+    # demo imports dev (for --ui); neither dev nor the modules below it may import demo.
+    for module in (dev, emulated_store, supervisor):
+        assert not any(name.startswith("centra_pipeline.cli.demo") for name in _imports(module))
+    for module in (emulated_store, supervisor):
+        assert not any(name.startswith("centra_pipeline.cli.dev") for name in _imports(module))

@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from centra_pipeline.cli import dev
+from centra_pipeline.cli.emulated_store import (
+    add_store_arguments,
+    emulator_env,
+    prepare_data_dir,
+    store_config,
+)
 from centra_pipeline.settings import Settings
-
-if TYPE_CHECKING:
-    from centra_pipeline.emulator import EmulatorConfig
-
-MARKER = ".centra-demo"
-# The synthetic store of `demo`, `demo --ui` and `dev`, defined once so the three agree.
-DEFAULT_ORDERS = 20_000
-DEFAULT_PRODUCTS = 300
-DEFAULT_SEED = 42
-DEMO_TIMEZONE = "Europe/Stockholm"
 
 EXAMPLE_QUERIES = [
     (
@@ -64,36 +59,6 @@ GROUP BY ALL ORDER BY gross DESC LIMIT 5""",
 ]
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """The store-size options, shared by `demo` (with and without --ui) and `dev`."""
-    parser.add_argument(
-        "--orders",
-        type=int,
-        default=DEFAULT_ORDERS,
-        help=f"orders in the synthetic store (default {DEFAULT_ORDERS:,})",
-    )
-    parser.add_argument("--customers", type=int, help="customers (default orders / 5)")
-    parser.add_argument("--products", type=int, help=f"products (default {DEFAULT_PRODUCTS})")
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"store seed (default {DEFAULT_SEED})"
-    )
-
-
-def store_config(args: argparse.Namespace, **settings: Any) -> EmulatorConfig:
-    """The emulator configuration of the demo's store from the store-size options; `settings`
-    adds the rest (port, webhooks)."""
-    from centra_pipeline.emulator import EmulatorConfig
-
-    return EmulatorConfig(
-        orders=args.orders,
-        customers=args.customers or demo_customers(args.orders),
-        products=args.products or DEFAULT_PRODUCTS,
-        seed=args.seed,
-        timezone=DEMO_TIMEZONE,
-        **settings,
-    )
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
     parser.add_argument(
@@ -102,58 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start the live demo: emulator ticking every few seconds, webhook "
         "receiver and the Dagster UI with schedule and sensor on",
     )
-    from centra_pipeline.cli import dev
-
-    dev.add_arguments(parser)  # the --ui options
-
-
-def _prepare_data_dir(settings: Settings) -> str | None:
-    """Clean a previous demo's data; refuse a directory that holds other data."""
-    data = settings.data_dir
-    marker = data / MARKER
-    ours = [
-        settings.lake_dir,
-        settings.warehouse_path.parent,
-        settings.snapshot_path,
-        settings.inbox_path.parent,
-    ]
-    if settings.warehouse_path.exists() and not marker.exists():
-        return (
-            f"{data} already holds a warehouse that the demo did not create; run the demo "
-            "with another data directory, e.g. CENTRA_DATA_DIR=data/demo centra-pipeline demo"
-        )
-    for path in ours:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    data.mkdir(parents=True, exist_ok=True)
-    marker.write_text("this data directory holds the centra-pipeline demo's synthetic store\n")
-    return None
-
-
-def emulator_env(emu: Any, settings: Settings) -> dict[str, str]:
-    """The configuration that points the pipeline at a running emulator (demo and dev)."""
-    return {
-        "CENTRA_ORDER_API_URL": emu.order_api_url,
-        "CENTRA_ORDER_API_KEY": emu.order_api_key,
-        "CENTRA_SHOP_API_URL": emu.shop_api_url,
-        "CENTRA_SHOP_API_KEY": emu.shop_api_key,
-        "CENTRA_TIMEZONE": DEMO_TIMEZONE,
-        "CENTRA_DATA_DIR": str(settings.data_dir),
-        # The emulator is on loopback: no shared capacity to protect.
-        "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
-    }
-
-
-def demo_customers(orders: int) -> int:
-    return max(1, orders // 5)
+    dev.add_live_arguments(parser)  # the --ui options
 
 
 def run(args: argparse.Namespace) -> int:
     if args.ui:
-        from centra_pipeline.cli import dev
-
         return dev.run(args)
     from centra_pipeline.cli.runs import print_summary, run_sync
     from centra_pipeline.emulator import Emulator
@@ -162,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print("centra-pipeline: --orders must be at least 1", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    problem = _prepare_data_dir(settings)
+    problem = prepare_data_dir(settings)
     if problem:
         print(f"centra-pipeline: {problem}", file=sys.stderr)
         return 2

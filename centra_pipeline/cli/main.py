@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 
-from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.settings import (
+    ENV_DATA_DIR,
+    ConfigError,
+    Settings,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,7 +46,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # --- sync --------------------------------------------------------------------------------
 def _stream_config(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.streams import STREAMS
 
     config: dict[str, object] = {}
     if args.full_refresh:
@@ -60,7 +62,7 @@ def _stream_config(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from centra_pipeline.cli.runs import print_summary, run_sync
-    from centra_pipeline.streams.model import STREAMS
+    from centra_pipeline.streams import STREAMS
     from centra_pipeline.sync.extract import ExtractOptions
 
     try:
@@ -110,133 +112,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.success else EXIT_FAILED
 
 
-# --- state -------------------------------------------------------------------------------
-def cmd_state(args: argparse.Namespace) -> int:
-    from centra_pipeline.storage.warehouse import Warehouse
-    from centra_pipeline.streams.model import STREAMS
-
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        return _fail(str(exc))
-    warehouse = Warehouse(settings.warehouse_path)
-    if args.state_command == "reset":
-        if args.stream not in STREAMS:
-            return _fail(f"unknown stream {args.stream!r}; streams are {', '.join(STREAMS)}")
-        before = warehouse.reset_state(args.stream)
-        print(
-            f"{args.stream}: cursor {before.cursor or '(none)'} forgotten; the next sync "
-            "reads this stream in full. Its data stays in the warehouse until then."
-        )
-        return EXIT_OK
-    states = warehouse.all_states()
-    rows = []
-    log_rows = {}
-    if settings.warehouse_path.exists():
-        for stream, load_id, merged_at, records in warehouse.query(
-            """SELECT stream, arg_max(load_id, merged_at), max(merged_at),
-                      sum(records_fetched) FROM pipeline.load_log GROUP BY stream"""
-        ):
-            log_rows[stream] = (load_id, merged_at, records)
-    reconciled = {}
-    if settings.warehouse_path.exists():
-        reconciled = dict(
-            warehouse.query(
-                "SELECT stream, max(extracted_from) FROM pipeline.load_log "
-                "WHERE mode = 'reconcile' GROUP BY stream"
-            )
-        )
-    by_stream = {s.stream: s for s in states}
-    for name in STREAMS:
-        state = by_stream.get(name)
-        last = log_rows.get(name)
-        full_pass = reconciled.get(name)
-        rows.append(
-            {
-                "stream": name,
-                "cursor": state.cursor if state else None,
-                "cursor_updated_at": state.updated_at.isoformat()
-                if state and state.updated_at
-                else None,
-                "last_load_id": last[0] if last else None,
-                "last_merged_at": last[1].isoformat() if last else None,
-                "records_fetched_total": int(last[2]) if last else 0,
-                "last_full_reconcile": full_pass.isoformat() if full_pass else None,
-            }
-        )
-    inbox = _inbox_state(settings, warehouse)
-    last_full = warehouse.last_full_catalogue_read() if settings.warehouse_path.exists() else None
-    hours = settings.catalogue_full_read_hours
-    catalogue = {
-        "last_full_read": last_full.isoformat() if last_full else None,
-        "full_read_every_hours": hours,
-        "next_full_read_after": (last_full + timedelta(hours=hours)).isoformat()
-        if last_full
-        else None,
-    }
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "warehouse": str(settings.warehouse_path),
-                    "streams": rows,
-                    "catalogue": catalogue,
-                    "webhook_inbox": inbox,
-                },
-                indent=2,
-            )
-        )
-        return EXIT_OK
-    print(
-        f"warehouse: {settings.warehouse_path}"
-        + ("" if settings.warehouse_path.exists() else " (not created yet)")
-    )
-    print(
-        f"{'stream':<10} {'cursor':<20} {'last merged (UTC)':<26} {'records read':>12}  "
-        "last full reconcile (UTC)"
-    )
-    for row in rows:
-        print(
-            f"{row['stream']:<10} {row['cursor'] or '-':<20} "
-            f"{(row['last_merged_at'] or '-')[:26]:<26} {row['records_fetched_total']:>12,}  "
-            f"{(row['last_full_reconcile'] or '-')[:19]}"
-        )
-    if last_full:
-        print(
-            f"catalogue: last read in full {last_full:%Y-%m-%d %H:%M} UTC; runs until "
-            f"{last_full + timedelta(hours=hours):%Y-%m-%d %H:%M} UTC re-read only the products "
-            f"the Order API reports changed (CENTRA_CATALOGUE_FULL_READ_HOURS={hours:g})"
-        )
-    if inbox:
-        print(
-            f"webhook inbox: {inbox['order_events']:,} order events stored, applied through "
-            f"seq {inbox['applied_seq']} of {inbox['max_seq']} "
-            f"({inbox['unapplied_order_events']:,} order events wait for the next sync or "
-            "refresh run)"
-        )
-    return EXIT_OK
-
-
-def _inbox_state(settings: Settings, warehouse) -> dict[str, object] | None:
-    """How far the webhook inbox has been applied to the warehouse (None: no inbox)."""
-    from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox
-
-    if not settings.inbox_path.exists():
-        return None
-    inbox = Inbox(settings.inbox_path, readonly=True)
-    try:
-        applied = warehouse.inbox_applied(inbox.inbox_id)
-        return {
-            "path": str(settings.inbox_path),
-            "max_seq": inbox.max_seq(),
-            "applied_seq": applied,
-            "order_events": inbox.pending_count(0, ORDER_REFRESH_TYPES),
-            "unapplied_order_events": inbox.pending_count(applied, ORDER_REFRESH_TYPES),
-        }
-    finally:
-        inbox.close()
-
-
 # --- query -------------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
@@ -272,6 +147,15 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------
+def _lazy(module_name: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A command whose module is imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module_name), function)(args)
+
+    return run
+
+
 def _module_command(module_name: str) -> tuple[Callable, Callable]:
     module = importlib.import_module(module_name)
     return module.add_arguments, module.run
@@ -279,13 +163,17 @@ def _module_command(module_name: str) -> tuple[Callable, Callable]:
 
 MODULE_COMMANDS = {
     # name: (module with add_arguments/run, help)
-    "demo": ("centra_pipeline.cli.demo", "run the emulator and a full sync into CENTRA_DATA_DIR"),
+    "demo": ("centra_pipeline.cli.demo", f"run the emulator and a full sync into {ENV_DATA_DIR}"),
     "emulator": ("centra_pipeline.emulator.cli", "run the bundled Centra emulator"),
     "webhook-server": ("centra_pipeline.webhooks.receiver", "run the webhook receiver"),
     "dev": ("centra_pipeline.cli.dev", "emulator + webhook receiver + Dagster UI, wired together"),
     "verify": (
-        "centra_pipeline.verify.compare",
+        "centra_pipeline.cli.verify",
         "compare Centra with the analyst snapshot, per day",
+    ),
+    "schema-drift": (
+        "centra_pipeline.cli.schema_drift",
+        "list the fields Centra sends that no column maps; acknowledge known ones",
     ),
 }
 
@@ -342,7 +230,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     reset = state_sub.add_parser("reset", help="forget a stream's cursor (next sync reads it all)")
     reset.add_argument("stream")
-    state.set_defaults(_run=cmd_state)
+    state.set_defaults(_run=_lazy("centra_pipeline.cli.state", "cmd_state"))
 
     query = sub.add_parser("query", help="run SQL on the analyst snapshot (read-only)")
     query.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM orders"')
