@@ -97,10 +97,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     config = _stream_config(args)
     try:  # validate options before starting a run
         for name, options in config.items():
-            if args.backfill and name == "catalogue":
+            if args.backfill and not STREAMS[name].backfills:
                 return _fail(
-                    "the Shop API catalogue has no date filter; backfill the Order "
-                    "API streams with --stream"
+                    f"the stream {name} has no date filter to backfill by; backfill the "
+                    "other streams with --stream"
                 )
             ExtractOptions(
                 **{k: v for k, v in options.items() if k in ("mode", "window_start", "window_end")}
@@ -204,8 +204,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--stream",
         action="append",
         metavar="NAME",
-        help="only this stream (repeatable): orders, returns, customers, products, "
-        "stock, catalogue",
+        help="only this stream (repeatable); `centra-pipeline state show` lists the streams",
     )
     sync.add_argument(
         "--backfill",

@@ -25,6 +25,7 @@ import dagster as dg
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.defs.keys import INBOX_SEQ_TAG, ORDER_COUNT_TAG
 from centra_pipeline.settings import Settings
+from centra_pipeline.streams import STREAMS
 from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
 
 SENSOR_NAME = "centra_order_webhook_sensor"
@@ -204,8 +205,9 @@ def build_freshness_sensor(
         job=job,
         minimum_interval_seconds=60,
         default_status=default_status,
-        description="Checks that every stream's main table (orders, returns, customers, "
-        f"products, stock, shop_products) was merged within {_hours(fail)} (warning after "
+        description="Checks that every stream's main table ("
+        + ", ".join(s.parent.name for s in STREAMS.values())
+        + f") was merged within {_hours(fail)} (warning after "
         f"{_hours(warn)}), windows derived from CENTRA_SYNC_CRON. Evaluates a check when it "
         "has never run and when its table could have become overdue.",
     )

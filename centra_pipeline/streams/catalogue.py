@@ -312,4 +312,5 @@ STREAM = Stream(
     ),
     key_field="product",
     plan=plan,
+    backfills=False,
 )

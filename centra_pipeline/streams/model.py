@@ -218,6 +218,7 @@ class Stream:
     lookup: Callable[..., Any] | None = None  # an OrderApi method reading one record by key
     open_records: OpenRecords | None = None  # None: nothing stays open (modified filters)
     applies_webhooks: bool = False  # reads apply the webhook inbox's events (orders)
+    backfills: bool = True  # has a date filter to re-read an explicit window by
 
     @property
     def parent(self) -> Table:

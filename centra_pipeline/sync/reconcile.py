@@ -41,7 +41,6 @@ import numpy as np
 
 RECONCILE_MODES = ("reconcile", "reconcile_open", "reconcile_auto")
 # Streams with an open pass (the others have nothing that stays open).
-OPEN_STREAMS = ("orders", "returns")
 # Order statuses after which Centra's order flow moves an order no further.
 FINAL_ORDER_STATUSES = ("archived", "cancelled")
 _HASH = "S24"  # record_hash(): 12-byte blake2b, 24 hex characters
