@@ -21,7 +21,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
+def fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"centra-pipeline: {message}", file=sys.stderr)
     return code
 
@@ -33,7 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     lines = run_checks(settings)
     print(format_lines(lines))
     problems = sum(not line.ok for line in lines)
@@ -68,18 +68,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     streams = args.stream or list(STREAMS)
     unknown = [s for s in streams if s not in STREAMS]
     if unknown:
-        return _fail(f"unknown stream {', '.join(unknown)}; streams are {', '.join(STREAMS)}")
+        return fail(f"unknown stream {', '.join(unknown)}; streams are {', '.join(STREAMS)}")
     needs_order = any(STREAMS[s].api == "order_api" for s in streams)
     needs_shop = any(STREAMS[s].api == "shop_api" for s in streams)
     missing = (settings.missing_order_api() if needs_order else []) + (
         settings.missing_shop_api() if needs_shop else []
     )
     if missing:
-        return _fail(
+        return fail(
             f"Centra is not configured: set {', '.join(missing)} (environment or .env). "
             "To try the pipeline without a store, run `centra-pipeline demo`."
         )
@@ -93,12 +93,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if on
     ]
     if len(chosen) > 1:
-        return _fail(f"{' and '.join(chosen)} cannot be combined: choose one")
+        return fail(f"{' and '.join(chosen)} cannot be combined: choose one")
     config = _stream_config(args)
     try:  # validate options before starting a run
         for name, options in config.items():
             if args.backfill and not STREAMS[name].backfills:
-                return _fail(
+                return fail(
                     f"the stream {name} has no date filter to backfill by; backfill the "
                     "other streams with --stream"
                 )
@@ -106,7 +106,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 **{k: v for k, v in options.items() if k in ("mode", "window_start", "window_end")}
             )
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     summary = run_sync(streams=streams, stream_config=config, reconcile=args.reconcile)
     print_summary(summary)
     return EXIT_OK if summary.success else EXIT_FAILED
@@ -119,10 +119,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     path = settings.snapshot_path
     if not path.exists():
-        return _fail(
+        return fail(
             f"no analyst snapshot at {path} yet: run `centra-pipeline demo` or "
             "`centra-pipeline sync` first"
         )
@@ -140,7 +140,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         else:
             relation.show(max_rows=args.max_rows, max_width=200)
     except duckdb.Error as exc:
-        return _fail(f"query failed: {exc}", EXIT_FAILED)
+        return fail(f"query failed: {exc}", EXIT_FAILED)
     finally:
         con.close()
     return EXIT_OK
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import argparse
 import json
 from datetime import datetime, timedelta
 
-from centra_pipeline.cli.main import EXIT_OK, _fail
+from centra_pipeline.cli.main import EXIT_OK, fail
 from centra_pipeline.settings import ENV_CATALOGUE_FULL_READ_HOURS, ConfigError, Settings
 
 
@@ -20,7 +20,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     warehouse = Warehouse(settings.warehouse_path)
     if args.state_command == "reset":
         return _reset_stream(warehouse, args.stream)
@@ -47,7 +47,7 @@ def _reset_stream(warehouse, stream: str) -> int:
     from centra_pipeline.streams import STREAMS
 
     if stream not in STREAMS:
-        return _fail(f"unknown stream {stream!r}; streams are {', '.join(STREAMS)}")
+        return fail(f"unknown stream {stream!r}; streams are {', '.join(STREAMS)}")
     before = warehouse.reset_state(stream)
     print(
         f"{stream}: cursor {before.cursor or '(none)'} forgotten; the next sync "
