@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from centra_pipeline.centra.http import prefetch
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.order_api import OrderApi, Page
 from centra_pipeline.centra.quirks import normalize_local, shift_local
@@ -171,8 +172,6 @@ def read_modified_since(
     cursor (minus an overlap), or everything on the first run and on a full refresh."""
 
     def plan(ctx: ReadContext, options: ExtractOptions, cursor: str | None) -> ReadPlan:
-        from centra_pipeline.centra.http import prefetch
-
         window = modified_window(param, options.mode, cursor, options)
         pages = prefetch(read(ctx.order_api, **window, page_size=options.page_size))
         return ReadPlan(window, pages, cursor_field=cursor_field)
