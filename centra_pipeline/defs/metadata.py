@@ -7,7 +7,6 @@ shows each with its timezone and in UTC (`2026-11-30 10:00:00 Europe/Stockholm =
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import dagster as dg
@@ -16,7 +15,6 @@ from centra_pipeline.centra.quirks import parse_local_datetime
 from centra_pipeline.streams import Table
 from centra_pipeline.sync.stream_step import Landed, Merged
 
-_LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 NOT_RETURNED_LISTED = 50  # keys named in metadata; the log line names them all
 
 
@@ -24,9 +22,10 @@ def local_time(value: str | None, tz: str) -> str:
     """A store-local timestamp with its timezone and in UTC; "" for none."""
     if not value:
         return ""
-    if not _LOCAL_DATETIME.match(value):
+    try:
+        moment = parse_local_datetime(value, tz)
+    except ValueError:  # not a timestamp (a window's other entries): shown as it is
         return value
-    moment = parse_local_datetime(value, tz)
     if moment is None:
         return value
     return f"{value} {tz} = {moment.strftime('%Y-%m-%d %H:%M:%S')} UTC"
