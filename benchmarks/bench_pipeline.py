@@ -27,6 +27,8 @@ from pathlib import Path
 
 from harness import emulator, machine, measured_rss, write_result
 
+from centra_pipeline.settings import DEFAULT_MAX_RPS
+
 SYNC = [sys.executable, "-m", "centra_pipeline.cli", "sync"]
 FETCH = [sys.executable, str(Path(__file__).with_name("fetch_streams.py")), "--prefetch"]
 
@@ -106,8 +108,16 @@ def timed_incremental(env: dict, full: dict, extra_env: dict | None = None) -> d
     }
 
 
-def one_size(orders: int, customers: int, products: int, returns: int, incremental: bool) -> dict:
-    out: dict = {"orders": orders, "customers": customers, "products": products, "returns": returns}
+def one_size(
+    orders: int, customers: int, products: int, returns: int, incremental: bool, rate: str
+) -> dict:
+    out: dict = {
+        "orders": orders,
+        "customers": customers,
+        "products": products,
+        "returns": returns,
+        "rate_limit": rate,
+    }
     with (
         emulator(orders, customers, products, returns) as emu,
         tempfile.TemporaryDirectory() as tmp,
@@ -116,6 +126,7 @@ def one_size(orders: int, customers: int, products: int, returns: int, increment
         out["store"] = {k: stats[k] for k in ("orders", "customers", "returns") if k in stats}
         env = {
             **emu.env,
+            "CENTRA_MAX_REQUESTS_PER_SECOND": rate,
             "CENTRA_DATA_DIR": str(Path(tmp) / "data"),
             "DAGSTER_HOME": str(Path(tmp) / "dagster"),
         }
@@ -180,18 +191,29 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=5_000)
     parser.add_argument("--returns", type=int, default=10_000)
     parser.add_argument("--scale", type=int, help="also run a full sync at this many orders")
+    parser.add_argument(
+        "--rates",
+        default=f"{DEFAULT_MAX_RPS:g},1000",
+        help="CENTRA_MAX_REQUESTS_PER_SECOND values to run at (default: the user's default, "
+        "then the limit lifted); --scale runs at the last one",
+    )
     args = parser.parse_args()
-    runs = [one_size(args.orders, args.customers, args.products, args.returns, True)]
+    rates = args.rates.split(",")
+    sizes = (args.orders, args.customers, args.products, args.returns)
+    runs = [one_size(*sizes, True, rate) for rate in rates]
     if args.scale:
-        runs.append(one_size(args.scale, args.customers, args.products, args.scale // 10, True))
+        runs.append(
+            one_size(args.scale, args.customers, args.products, args.scale // 10, True, rates[-1])
+        )
     lines = [
         "# Pipeline benchmark",
         "",
         f"Machine: {machine()}.",
         "",
-        "| orders | bare fetch | full sync | ratio | orders/s | peak RSS (sync) | "
-        "incremental, hourly (1% tick) | incremental with the daily full catalogue read |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| orders | rate limit (req/s) | bare fetch | full sync | ratio | orders/s | "
+        "peak RSS (sync) | incremental, hourly (1% tick) | "
+        "incremental with the daily full catalogue read |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def share(inc: dict | None) -> str:
@@ -205,7 +227,7 @@ def main() -> None:
     for run in runs:
         full = run["full_sync"]
         lines.append(
-            f"| {run['orders']:,} | {run['bare_fetch']['seconds']} s | "
+            f"| {run['orders']:,} | {run['rate_limit']} | {run['bare_fetch']['seconds']} s | "
             f"{full['seconds']} s (run {full['run_seconds']} s) | "
             f"{full['ratio_to_bare_fetch']}x | {full['orders_per_second']:,} | "
             f"{full['peak_rss_mb']} MB | {share(run.get('incremental_sync'))} | "
@@ -228,6 +250,9 @@ def main() -> None:
         lines += [f"| {part} | {sec} |" for part, sec in breakdown["seconds"].items()]
     lines += [
         "",
+        f"{DEFAULT_MAX_RPS:g} req/s is the default CENTRA_MAX_REQUESTS_PER_SECOND (what a user "
+        "gets); 1000 lifts the limit, and the emulator then bounds the time. The bare fetch "
+        "pages at the same limit as the sync it is compared with.",
         "Store: customers, products, returns as given per run in the JSON below; the "
         "bare fetch pages the same six endpoints with the client alone (prefetching).",
         "Reproduce: `uv run python benchmarks/bench_pipeline.py --scale 1000000`.",
