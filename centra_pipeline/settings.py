@@ -35,11 +35,15 @@ ENV_RECONCILE_FULL_DAYS = "CENTRA_RECONCILE_FULL_DAYS"
 ENV_RECONCILE_WARN_SHARE = "CENTRA_RECONCILE_WARN_SHARE"
 ENV_SYNC_CRON = "CENTRA_SYNC_CRON"
 ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
+ENV_MAX_CONNECTIONS = "CENTRA_MAX_CONNECTIONS"
+ENV_REFRESH_MIN_INTERVAL = "CENTRA_REFRESH_MIN_INTERVAL_SECONDS"
 # The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
 CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_RPS = 10.0
+DEFAULT_MAX_CONNECTIONS = 4
+DEFAULT_REFRESH_MIN_INTERVAL_SECONDS = 30.0
 DEFAULT_ORDERS_LOOKBACK_DAYS = 7.0
 DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300
 DEFAULT_CATALOGUE_FULL_READ_HOURS = 24.0
@@ -116,6 +120,15 @@ def _float(env: dict[str, str], name: str, default: float, *, zero_ok: bool = Fa
     return value
 
 
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of 1 or more, got {raw!r}")
+    return int(raw)
+
+
 def _share(env: dict[str, str], name: str, default: float) -> float:
     value = _float(env, name, default, zero_ok=True)
     if value > 1:
@@ -170,7 +183,14 @@ class Settings:
     webhook_secret: Secret | None = field(default=None, repr=False)
     timezone: str = DEFAULT_TIMEZONE
     data_dir: Path = field(default_factory=lambda: project_root() / "data")
+    # One limit per API, shared by every stream and thread of a run (centra/ratelimit.py).
     max_requests_per_second: float = DEFAULT_MAX_RPS
+    # Connections per API that long reads (full syncs, reconciliation, backfills) page with
+    # at once, within the rate limit.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # Webhook refresh runs start at most this often; events arriving in between are
+    # coalesced into the next run.
+    refresh_min_interval_seconds: float = DEFAULT_REFRESH_MIN_INTERVAL_SECONDS
     orders_lookback_days: float = DEFAULT_ORDERS_LOOKBACK_DAYS
     webhook_tolerance_seconds: int = DEFAULT_WEBHOOK_TOLERANCE_SECONDS
     # How often the Shop API catalogue is read in full; in between, only the products the
@@ -221,6 +241,13 @@ class Settings:
             timezone=timezone,
             data_dir=data_dir,
             max_requests_per_second=_float(env, ENV_MAX_RPS, DEFAULT_MAX_RPS),
+            max_connections=_count(env, ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
+            refresh_min_interval_seconds=_float(
+                env,
+                ENV_REFRESH_MIN_INTERVAL,
+                DEFAULT_REFRESH_MIN_INTERVAL_SECONDS,
+                zero_ok=True,
+            ),
             orders_lookback_days=_float(
                 env, ENV_ORDERS_LOOKBACK_DAYS, DEFAULT_ORDERS_LOOKBACK_DAYS
             ),

@@ -29,3 +29,17 @@ def test_rate_limit_and_lookback_must_be_positive_numbers(raw: str) -> None:
         settings(CENTRA_MAX_REQUESTS_PER_SECOND=raw)
     with pytest.raises(ConfigError, match="CENTRA_ORDERS_LOOKBACK_DAYS"):
         settings(CENTRA_ORDERS_LOOKBACK_DAYS=raw)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "2.5", "many"])
+def test_connections_must_be_a_whole_number_of_one_or_more(raw: str) -> None:
+    with pytest.raises(ConfigError, match="CENTRA_MAX_CONNECTIONS"):
+        settings(CENTRA_MAX_CONNECTIONS=raw)
+
+
+def test_connections_and_the_refresh_interval_have_defaults_and_can_be_set() -> None:
+    assert (settings().max_connections, settings().refresh_min_interval_seconds) == (4, 30.0)
+    tuned = settings(CENTRA_MAX_CONNECTIONS="8", CENTRA_REFRESH_MIN_INTERVAL_SECONDS="0")
+    assert (tuned.max_connections, tuned.refresh_min_interval_seconds) == (8, 0.0)
+    with pytest.raises(ConfigError, match="CENTRA_REFRESH_MIN_INTERVAL_SECONDS"):
+        settings(CENTRA_REFRESH_MIN_INTERVAL_SECONDS="-5")
