@@ -1,6 +1,7 @@
-"""The HTTP session every Centra call goes through: auth header, timeouts, a proactive rate
-limit (`ratelimit`), bounded retries with exponential backoff and jitter, and error mapping
-(`failures`: what is retried, and what each error tells the user to fix).
+"""The HTTP session every Centra call goes through: auth header, timeouts, the API's shared
+rate limit (`ratelimit`), a pool of `max_connections` connections, bounded retries with
+exponential backoff and jitter, and error mapping (`failures`: what is retried, and what each
+error tells the user to fix).
 
 The API key lives only in the session's default headers; nothing here formats headers into
 logs or exceptions.
@@ -20,12 +21,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from centra_pipeline.centra.errors import CentraURLError
 from centra_pipeline.centra.failures import PLUGIN_URL_SHAPE, Failures, Retry
 from centra_pipeline.centra.jsonstream import MalformedJSON
 from centra_pipeline.centra.prefetch import prefetch as prefetch  # the pipeline imports it here
-from centra_pipeline.centra.ratelimit import RateLimiter
+from centra_pipeline.centra.ratelimit import shared_limiter
 from centra_pipeline.settings import Secret
 
 log = logging.getLogger("centra_pipeline.centra")
@@ -44,6 +46,8 @@ class HttpConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_requests_per_second: float = 10.0
+    # Connections kept open to the API: concurrent long reads page with up to this many.
+    max_connections: int = 4
 
 
 @dataclass
@@ -102,6 +106,15 @@ def join_url(base_url: str, path: str) -> str:
     return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
 
 
+def _pooled_session(connections: int) -> requests.Session:
+    """A session that keeps up to `connections` connections per host open for reuse."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, connections))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class CentraSession:
     """One plugin endpoint (Order API or Shop API) and its key."""
 
@@ -127,9 +140,10 @@ class CentraSession:
         self.key_env = key_env
         self.config = config or HttpConfig()
         self.stats = RequestStats()
-        self.limiter = RateLimiter(self.config.max_requests_per_second)
+        # Every session of this API in the process shares one limit (ratelimit.py).
+        self.limiter = shared_limiter(self.base_url, self.config.max_requests_per_second)
         self._failures = Failures(api_name, self.base_url, parts.netloc, key_env)
-        self._http = session or requests.Session()
+        self._http = session or _pooled_session(self.config.max_connections)
         secret = key.get() if isinstance(key, Secret) else key
         self._http.headers.update({"API-Authorization": secret, "User-Agent": USER_AGENT})
         self._rng = random.Random()
@@ -181,6 +195,11 @@ class CentraSession:
         if out_of_budget:
             raise self._failures.of_retries_spent(retry, endpoint, attempt, elapsed) from None
         self.stats.count_retry(retry.reason)
+        if retry.retry_after is not None or retry.reason.startswith("HTTP 429"):
+            # The server throttles the API, not this call: every thread waits it out, and
+            # this call then retries in its turn (`acquire` in `_send`).
+            self.limiter.hold(delay)
+            delay = 0.0
         log.warning(
             "%s %s: %s; retry %d/%d in %.1f s",
             self.api_name,
@@ -188,9 +207,10 @@ class CentraSession:
             retry.reason,
             attempt,
             self.config.max_attempts - 1,
-            delay,
+            delay or self.limiter.held_for,
         )
-        time.sleep(delay)
+        if delay:
+            time.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         exp = min(self.config.backoff_max, self.config.backoff_base * (2 ** (attempt - 1)))

@@ -15,7 +15,8 @@ Modules, each importing only from those listed before it:
   `customers`, `orders`, `returns`; `ticks` (how the store changes); `catalog_render` and
   `order_render` (the JSON the APIs print); `store` (all of it behind one lock, and queries);
 - serving it: `api_access` (key, route, plugin allow-list), `order_api`, `shop_api`,
-  `faults`, `admin_api`, `app` (routing), `server` (HTTP), `webhooks` (outbound);
+  `faults`, `request_log` (when requests arrived), `admin_api`, `app` (routing), `server`
+  (HTTP), `webhooks` (outbound);
 - `emulator` (`Emulator`, the one object that wires it all), then `cli_options` and `cli`
   (the `centra-pipeline emulator` command).
 """

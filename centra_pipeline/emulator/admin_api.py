@@ -32,6 +32,8 @@ class Controls(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def requests_seen(self) -> dict[str, dict]: ...
+
 
 def handle(
     controls: Controls, method: str, path: str, body: bytes, count: Callable[[str], None]
@@ -43,6 +45,8 @@ def handle(
         ("POST", "/tick"): _tick,
         ("GET", "/stats"): lambda c, _: json_response(200, c.stats()),
         ("GET", "/health"): lambda _c, _b: json_response(200, {"status": "ok"}),
+        # Arrival times of the API requests kept, per API, and the most in any one second.
+        ("GET", "/requests"): lambda c, _: json_response(200, c.requests_seen()),
         ("POST", "/faults"): _faults,
         ("POST", "/plugin"): _plugin,
     }

@@ -19,6 +19,7 @@ from email.utils import formatdate
 
 from . import admin_api, order_api, shop_api
 from .admin_api import ADMIN_PREFIX, Controls
+from .request_log import RequestLog
 from .responses import Response
 
 ORDER_PREFIX = "/api/order"
@@ -56,6 +57,7 @@ class App:
         self.faults = controls.faults
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
+        self.request_log = RequestLog()  # when each API request arrived
 
     # routing ------------------------------------------------------------------------------
     @staticmethod

@@ -124,6 +124,10 @@ class Emulator:
         """Block until the webhook queue is drained (delivered or dropped)."""
         return True if self.webhooks is None else self.webhooks.wait_idle(timeout)
 
+    def requests_seen(self) -> dict[str, dict]:
+        """When each API request arrived, per API, and the most in any one second."""
+        return self.app.request_log.summary()
+
     def stats(self) -> dict[str, Any]:
         counts = self.store.counts()
         requests = self.app.request_counts()

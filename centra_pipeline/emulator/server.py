@@ -135,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             area = app.area(path)
             if area in ("order", "shop"):
+                app.request_log.arrived(area)
                 fault = app.before_api()
                 if fault == "reset":
                     self._reset()
