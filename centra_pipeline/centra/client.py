@@ -35,6 +35,11 @@ class PluginClient:
     def close(self) -> None:
         self.session.close()
 
+    @property
+    def connections(self) -> int:
+        """How many connections a long read may page with at once (CENTRA_MAX_CONNECTIONS)."""
+        return self.session.config.max_connections
+
     def _limit(self, page_size: int | None) -> int:
         """The page size of one read: the caller's, else the client's."""
         return page_size or self.page_size

@@ -28,7 +28,7 @@ from centra_pipeline.centra.failures import PLUGIN_URL_SHAPE, Failures, Retry
 from centra_pipeline.centra.jsonstream import MalformedJSON
 from centra_pipeline.centra.prefetch import prefetch as prefetch  # the pipeline imports it here
 from centra_pipeline.centra.ratelimit import shared_limiter
-from centra_pipeline.settings import Secret
+from centra_pipeline.settings import Secret, Settings
 
 log = logging.getLogger("centra_pipeline.centra")
 
@@ -46,8 +46,21 @@ class HttpConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_requests_per_second: float = 10.0
-    # Connections kept open to the API: concurrent long reads page with up to this many.
-    max_connections: int = 4
+    # Connections long reads page with at once (1: one request at a time). The pipeline
+    # passes CENTRA_MAX_CONNECTIONS (default 4).
+    max_connections: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> HttpConfig:
+        """The configured limit and connections (CENTRA_MAX_REQUESTS_PER_SECOND,
+        CENTRA_MAX_CONNECTIONS), over the defaults of everything else."""
+        return cls(
+            **{
+                "max_requests_per_second": settings.max_requests_per_second,
+                "max_connections": settings.max_connections,
+                **overrides,
+            }
+        )
 
 
 @dataclass

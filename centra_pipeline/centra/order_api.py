@@ -75,14 +75,21 @@ class OrderApi(PluginClient):
             return params, records, response
 
         return offset_pages(
-            fetch, api=API_NAME, endpoint=endpoint, key=record_key(key_field), limit=limit
+            fetch,
+            api=API_NAME,
+            endpoint=endpoint,
+            key=record_key(key_field),
+            limit=limit,
+            connections=self.connections,
         )
 
     def _numbered_pages(
         self, path: str, endpoint: str, filters: dict[str, Any], limit: int
     ) -> Iterator[Page]:
         get = self._fetcher(path, endpoint, "products")
-        return numbered_pages(get, endpoint=endpoint, filters=filters, limit=limit)
+        return numbered_pages(
+            get, endpoint=endpoint, filters=filters, limit=limit, connections=self.connections
+        )
 
     # --- orders ------------------------------------------------------------------------
     def iter_orders(

@@ -40,10 +40,24 @@ No page ends a read for being short: Centra's maximum `limit` is not documented,
 that clamps our limit returns short pages that are not the last. Offsets advance by the
 records actually received for the same reason.
 
+Concurrent reads: a full read of a large store is bound by the server's latency, not by our
+rate limit, if it waits for each page before asking for the next. With `connections` > 1,
+once responses come back full, the requests an unchanged set gets next (the anchored offsets
+`limit` apart, or the next page numbers) are made ahead on up to that many connections
+(`prefetch.Ahead`), all within the API's one rate limit. The algorithm above still decides,
+one response at a time and in order, what each response means: it takes an answer fetched
+ahead only when that is exactly the request it would make, and the anchor check works
+whenever the answer was fetched. If records left or arrived so that the anchor is not where
+expected, the read steps back as it would have, with requests made now, and what was
+fetched ahead is dropped. Ahead-of-time answers can only make the read faster or cost a few
+wasted requests (at most `connections` at the end of a read, and after each change found);
+never a skipped or doubled record. Short responses start nothing ahead, so small
+incremental reads make the same requests as before.
+
 The algorithms here decide what to ask for; a `fetch` callable given by the API client does
 the asking. A read that had to step back logs it at INFO: the store changed under it. Nothing
-here holds more than one page (plus one prefetched page) in memory: offset reads keep only the
-keys of the last two pages.
+here holds more than `connections` pages (plus one prefetched page) in memory: offset reads
+keep only the keys of the last two pages.
 """
 
 from __future__ import annotations
@@ -57,6 +71,7 @@ from centra_pipeline.centra.errors import CentraError
 from centra_pipeline.centra.http import Response
 from centra_pipeline.centra.jsonstream import RawRecord
 from centra_pipeline.centra.page import Page, PageCounter
+from centra_pipeline.centra.prefetch import Ahead
 
 log = logging.getLogger("centra_pipeline.centra")
 
@@ -73,31 +88,88 @@ def offset_pages(
     endpoint: str,
     key: Callable[[RawRecord], str],
     limit: int,
+    connections: int = 1,
 ) -> Iterator[Page]:
     """Anchored offset paging (both APIs; see the module docstring).
 
     `fetch(offset, limit)` returns (params, records, response), or None when the server says
     there is nothing (read as an empty page). `key` identifies a record. Pages carry only new
     records; the read ends with a page of none (has_more false). A server that ignores
-    `offset` would be paged forever: refused.
+    `offset` would be paged forever: refused. With `connections` > 1, once pages come back
+    full the requests an unchanged set would get next are made ahead (see "Concurrent
+    reads" above).
     """
-    return _AnchoredRead(fetch, api=api, endpoint=endpoint, key=key, limit=limit).pages()
+    if connections <= 1:
+        return _AnchoredRead(fetch, api=api, endpoint=endpoint, key=key, limit=limit).pages()
+    return _read_ahead(
+        fetch,
+        connections,
+        lambda ahead: _AnchoredRead(
+            ahead, api=api, endpoint=endpoint, key=key, limit=limit, ahead=ahead
+        ).pages(),
+    )
 
 
 def numbered_pages(
-    fetch: FetchParams, *, endpoint: str, filters: dict[str, Any], limit: int
+    fetch: FetchParams,
+    *,
+    endpoint: str,
+    filters: dict[str, Any],
+    limit: int,
+    connections: int = 1,
 ) -> Iterator[Page]:
-    """Products and stock: `page` numbers while the response has a `next` link."""
+    """Products and stock: `page` numbers while the response has a `next` link. With
+    `connections` > 1, after a full page with a `next` link the following page numbers are
+    requested ahead (page numbers cannot shift here: see the module docstring)."""
+    if connections <= 1:
+        return _numbered(fetch, endpoint, filters, limit, None)
+    return _read_ahead(
+        fetch, connections, lambda ahead: _numbered(ahead, endpoint, filters, limit, ahead)
+    )
+
+
+def _numbered(
+    fetch: FetchParams,
+    endpoint: str,
+    filters: dict[str, Any],
+    limit: int,
+    ahead: Ahead | None,
+) -> Iterator[Page]:
     pages = PageCounter(endpoint)
     number = 1
+
+    def params_of(n: int) -> dict[str, Any]:
+        return {**filters, "limit": limit, "page": n}
+
     while True:
-        params = {**filters, "limit": limit, "page": number}
-        envelope, records, response = fetch(params)
+        params = params_of(number)
+        envelope, records, response = fetch(_Params(params))
         has_more = bool(envelope.get("next")) and bool(records)
+        if ahead is not None and has_more and len(records) >= limit:
+            ahead.expect(
+                (_Params(params_of(n)),) for n in range(number + 1, number + 1 + ahead.connections)
+            )
         yield pages.page(params, response, records, received=len(records), has_more=has_more)
         if not has_more:
             return
         number += 1
+
+
+class _Params(dict):
+    """Request parameters that can key a request made ahead (a dict is not hashable)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=lambda kv: kv[0])))
+
+
+def _read_ahead(
+    fetch: Callable[..., Any], connections: int, read: Callable[[Ahead], Iterator[Page]]
+) -> Iterator[Page]:
+    ahead = Ahead(fetch, connections)
+    try:
+        yield from read(ahead)
+    finally:
+        ahead.close()
 
 
 @dataclass(frozen=True)
@@ -139,6 +211,8 @@ class _AnchoredRead:
     anchored: bool = False  # the next response should start with the last record read
     lost_at: int | None = None  # where the previous page was not found, while searching
     widest: int = 0  # the most records one response held: the server's page, as far as we know
+    ahead: Ahead | None = None  # makes the requests an unchanged set would get next, early
+    last_received: int = 0  # records in the previous response
 
     def __post_init__(self) -> None:
         self.counter = PageCounter(self.endpoint)
@@ -170,12 +244,28 @@ class _AnchoredRead:
             return
 
     def _ask(self) -> _Reply:
-        fetched = self.fetch(self.offset, self.limit + 1 if self.anchored else self.limit)
+        asked = self.limit + 1 if self.anchored else self.limit
+        fetched = self.fetch(self.offset, asked)
         params, records, response = fetched if fetched is not None else ({}, [], None)
         self.widest = max(self.widest, len(records))
+        if self.ahead is not None:
+            self.ahead.expect(self._expected_after(self.offset, asked, len(records)))
+        self.last_received = len(records)
         keys = [self.key(record) for record in records]
         last = max((i for i, k in enumerate(keys) if k in self.known), default=-1)
         return _Reply(params, records, response, keys, last)
+
+    def _expected_after(self, offset: int, asked: int, received: int) -> Iterator[tuple]:
+        """The requests that follow this one if the set does not change: each from the last
+        record of the one before, `limit + 1` wide. Only after a full response (or one as
+        wide as the last: a server that clamps the limit); a short one is likely the end,
+        and requests past the end would be waste."""
+        if received < 2 or (received != asked and received != self.last_received):
+            return
+        step = self.limit if received == asked else received - 1
+        start = offset + received - 1
+        for n in range(self.ahead.connections if self.ahead else 0):
+            yield (start + n * step, self.limit + 1)
 
     def _page(self, reply: _Reply, *, has_more: bool) -> Page:
         return self.counter.page(

@@ -65,6 +65,7 @@ class ShopApi(PluginClient):
             endpoint=ENDPOINT_PRODUCTS_FILTER,
             key=record_key("product"),
             limit=self._limit(page_size),
+            connections=self.connections,
         )
 
     def get_products(self, product_ids: list[str]) -> list[RawRecord]:

@@ -51,8 +51,11 @@ class CentraResource(_SettingsOnce):
     shop_page_size: int = 100
 
     def http_config(self) -> HttpConfig:
-        rate = self.max_requests_per_second or self.settings.max_requests_per_second
-        return HttpConfig(max_requests_per_second=rate)
+        if self.max_requests_per_second:
+            return HttpConfig.from_settings(
+                self.settings, max_requests_per_second=self.max_requests_per_second
+            )
+        return HttpConfig.from_settings(self.settings)
 
     def order_api(self) -> OrderApi:
         url, key = self.settings.require_order_api()

@@ -111,7 +111,7 @@ def _snapshot_file(settings: Settings) -> Path:
 def _order_api(
     settings: Settings, url: str, key: str, http_config: HttpConfig | None, page_size: int | None
 ) -> OrderApi:
-    config = http_config or HttpConfig(max_requests_per_second=settings.max_requests_per_second)
+    config = http_config or HttpConfig.from_settings(settings)
     sizing = {"page_size": page_size} if page_size else {}
     return OrderApi.connect(url, key, config=config, **sizing)
 

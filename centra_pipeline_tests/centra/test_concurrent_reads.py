@@ -1,0 +1,251 @@
+"""Reads on several connections return exactly what a one-connection read returns.
+
+With `max_connections` > 1, long reads request ahead what an unchanged result set would be
+asked for next (paging.py, "Concurrent reads"). These tests hold such reads to the bar of
+sequential ones: on an unchanged store the same records with the same raw JSON, at most a
+few requests more; while the store changes under the read, every record visible throughout
+read exactly once; and the connections are really used at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from centra_pipeline.centra.errors import CentraError
+from centra_pipeline.centra.http import Response
+from centra_pipeline.centra.jsonstream import RawRecord
+from centra_pipeline.centra.page import record_key
+from centra_pipeline.centra.paging import numbered_pages, offset_pages
+from centra_pipeline.emulator import Emulator
+
+from .conftest import fast, served
+from .test_paging_under_change import (
+    ChangingList,
+    Visible,
+    assert_read_exactly_once,
+    ids,
+    order_truth,
+    read_changing,
+    set_hidden,
+)
+
+FOUR = fast(max_connections=4)
+ONE = fast(max_connections=1)
+
+
+def fingerprint(pages) -> tuple[list[str], str]:
+    """The records' keys in order and a checksum of their raw JSON."""
+    raws = [record.raw for page in pages for record in page.records]
+    digest = hashlib.sha256("\n".join(raws).encode()).hexdigest()
+    return [r[:40] for r in raws], digest
+
+
+# --- an unchanged store ------------------------------------------------------------------------
+@pytest.mark.parametrize("page_size", [2, 7, 40, 145, 146, 1000])
+def test_every_endpoint_reads_the_same_on_four_connections(
+    emu: Emulator, clients, page_size: int
+) -> None:
+    sequential = clients.order(emu, config=ONE, page_size=page_size)
+    concurrent = clients.order(emu, config=FOUR, page_size=page_size)
+    shop_seq = clients.shop(emu, config=ONE, page_size=page_size)
+    shop_con = clients.shop(emu, config=FOUR, page_size=page_size)
+    reads = {
+        "orders": lambda api, _: api.iter_orders(),
+        "customers": lambda api, _: api.iter_customers(),
+        "returns": lambda api, _: api.iter_returns(),
+        "products": lambda api, _: api.iter_products(),
+        "stock": lambda api, _: api.iter_stock(),
+        "catalogue": lambda _, shop: shop.iter_products(),
+    }
+    for name, read in reads.items():
+        before = served(emu)
+        expected = fingerprint(read(sequential, shop_seq))
+        one = served(emu) - before
+        before = served(emu)
+        got = fingerprint(read(concurrent, shop_con))
+        four = served(emu) - before
+        assert got == expected, name
+        # Requests made ahead past the end are the only extra cost.
+        assert one <= four <= one + 4, (name, one, four)
+
+
+def test_a_short_read_makes_no_request_ahead(emu: Emulator, clients) -> None:
+    """An incremental read that fits in one page costs what it did: one page and the end."""
+    api = clients.order(emu, config=FOUR, page_size=1000)
+    before = served(emu)
+    assert len(ids(api.iter_orders(), "orderId")) == 146
+    assert served(emu) - before == 2
+
+
+# --- the store changes during the read -----------------------------------------------------
+def test_orders_leaving_in_front_during_a_concurrent_read(start, clients) -> None:
+    emu = start(orders=600)
+    api = clients.order(emu, config=FOUR, page_size=40)
+    visible = Visible(lambda: order_truth(emu))
+
+    def change(page: int) -> None:
+        if page == 2:  # pages ahead were fetched before it, the rest after
+            emu.store.set_plugin("order", statuses=(1, 2, 3, 4, 5))
+            visible.see()
+
+    pages = read_changing(api.iter_orders(), change)
+    assert_read_exactly_once(ids(pages, "orderId"), visible)
+    assert visible.ever - visible.throughout, "the change must hide orders"
+
+
+@pytest.mark.parametrize(("page_size", "seed"), [(7, 1), (40, 2), (101, 3)])
+def test_orders_going_on_hold_and_released_during_a_concurrent_read(
+    start, clients, page_size: int, seed: int
+) -> None:
+    emu = start(orders=600)
+    api = clients.order(emu, config=FOUR, page_size=page_size)
+    rng = random.Random(seed)
+    visible = Visible(lambda: order_truth(emu))
+    read: list[int] = []
+
+    def change(_: int) -> None:
+        now = visible.see()
+        behind = sorted(n for n in read if n in now)
+        held = sorted(set(emu.store.order_numbers(visible_only=False)) - now)
+        set_hidden(emu.store, rng.sample(behind, min(len(behind), rng.randint(1, 4))), True)
+        set_hidden(emu.store, rng.sample(held, min(len(held), rng.randint(0, 3))), False)
+        visible.see()
+
+    def tracked():
+        for page in api.iter_orders():
+            read.extend(int(r.obj["orderId"]) for r in page.records)
+            yield page
+
+    assert_read_exactly_once(ids(read_changing(tracked(), change), "orderId"), visible)
+
+
+def test_new_orders_arriving_in_front_during_a_concurrent_read(start, clients) -> None:
+    emu = start(orders=300, orders_sort="desc")
+    api = clients.order(emu, config=FOUR, page_size=25)
+    visible = Visible(lambda: order_truth(emu))
+
+    def change(_: int) -> None:
+        emu.tick(new_orders=3, updated_orders=2, advance_seconds=60)
+        visible.see()
+
+    assert_read_exactly_once(ids(read_changing(api.iter_orders(), change), "orderId"), visible)
+
+
+def test_a_clamping_server_read_concurrently(start, clients) -> None:
+    emu = start(orders=400, max_limit=25)
+    api = clients.order(emu, config=FOUR, page_size=100)
+    visible = Visible(lambda: order_truth(emu))
+
+    def change(page: int) -> None:
+        if page == 3:
+            emu.store.set_plugin("order", markets=(1, 2, 3, 4))
+            visible.see()
+
+    pages = read_changing(api.iter_orders(), change)
+    assert_read_exactly_once(ids(pages, "orderId"), visible)
+    assert all(len(p.records) <= 25 for p in pages)
+
+
+def test_customers_modified_during_a_concurrent_read(fresh, clients) -> None:
+    api = clients.order(fresh, config=FOUR, page_size=4)
+    truth = [int(c["customerId"]) for c in fresh.store.iter_customers()]
+    pages = read_changing(
+        api.iter_customers(), lambda _: fresh.tick(updated_customers=3, advance_seconds=30)
+    )
+    assert ids(pages, "customerId") == truth
+
+
+# --- the paging algorithm on a list that changes at every request ---------------------------
+class LockedList(ChangingList):
+    """ChangingList answered from several threads at once, each request taking `delay`."""
+
+    def __init__(self, *args, delay: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        self.delay = delay
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def fetch(self, offset: int, limit: int):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            with self.lock:
+                return super().fetch(offset, limit)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def _read(server: ChangingList, limit: int, connections: int) -> list[int]:
+    pages = offset_pages(
+        server.fetch,
+        api="test",
+        endpoint="GET /x",
+        key=record_key("id"),
+        limit=limit,
+        connections=connections,
+    )
+    return [r.obj["id"] for page in pages for r in page.records]
+
+
+@pytest.mark.parametrize("limit", [3, 10, 50])
+def test_concurrent_offset_pages_under_random_change(limit: int) -> None:
+    """The sequential algorithm's bar, with answers fetched ahead: nothing present from
+    start to end skipped, nothing twice (or, rarely, the read refuses to guess)."""
+    lost = 0
+    for seed in range(60):
+        rng = random.Random(seed * 1000 + limit)
+        size = rng.randint(0, 300)
+        server = LockedList(size, rng, clamp=rng.choice((None, None, 4, 9)))
+        try:
+            got = _read(server, limit, connections=4)
+        except CentraError as exc:
+            assert "cannot tell where" in str(exc)
+            lost += 1
+            continue
+        assert len(got) == len(set(got)), f"seed {seed}: duplicates"
+        stayed = set(range(size)) - server.left
+        assert stayed <= set(got), f"seed {seed}: skipped {sorted(stayed - set(got))}"
+    assert lost <= 8
+
+
+@pytest.mark.parametrize("size", [0, 1, 10, 11, 100, 101])
+def test_concurrent_offset_pages_on_a_still_list_use_every_connection(size: int) -> None:
+    server = LockedList(size, random.Random(0), delay=0.01)
+    server.change = False
+    assert _read(server, 10, connections=4) == list(range(size))
+    plain = size // 10 + bool(size % 10) + 1
+    assert plain <= server.requests <= plain + 4
+    if size >= 100:
+        assert server.most_in_flight == 4
+
+
+def test_numbered_pages_ahead_read_every_page_once() -> None:
+    rows = list(range(95))
+    lock = threading.Lock()
+    asked: list[int] = []
+
+    def fetch(params):
+        number, limit = params["page"], params["limit"]
+        with lock:
+            asked.append(number)
+        time.sleep(0.005)
+        chunk = rows[(number - 1) * limit : number * limit]
+        records = [RawRecord({"id": k}, f'{{"id": {k}}}') for k in chunk]
+        more = number * limit < len(rows)
+        return {"next": "x" if more else None}, records, Response(200, "", {}, datetime.now(UTC))
+
+    pages = numbered_pages(fetch, endpoint="GET /p", filters={}, limit=10, connections=4)
+    assert [r.obj["id"] for p in pages for r in p.records] == rows
+    assert sorted(set(asked)) == list(range(1, 11 + len(set(asked)) - 10))
+    assert len(asked) == len(set(asked)) <= 10 + 4
