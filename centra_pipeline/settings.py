@@ -51,7 +51,7 @@ DEFAULT_RECONCILE_CRON = "30 3 * * *"  # daily, at a quiet hour
 DEFAULT_RECONCILE_FULL_DAYS = 7.0
 DEFAULT_RECONCILE_WARN_SHARE = 0.01
 DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour
-SYNC_EXECUTORS = ("multiprocess", "in_process")
+SYNC_EXECUTORS = ("in_process", "multiprocess")  # the first is the default
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -202,9 +202,9 @@ class Settings:
     reconcile_cron: str = DEFAULT_RECONCILE_CRON
     reconcile_full_days: float = DEFAULT_RECONCILE_FULL_DAYS
     reconcile_warn_share: float = DEFAULT_RECONCILE_WARN_SHARE
-    # The scheduled sync: when it runs, and whether its streams run as parallel step
-    # processes (`multiprocess`) or in the run's own process (`in_process`: better on a small
-    # machine that also hosts the emulator, as the live demo does).
+    # The scheduled sync: when it runs, and whether its two steps (the streams, read
+    # concurrently, then the snapshot) run in the run's own process (`in_process`) or each
+    # in a child process (`multiprocess`: isolates a step's memory, costs start-up).
     sync_cron: str = DEFAULT_SYNC_CRON
     sync_executor: str = SYNC_EXECUTORS[0]
 

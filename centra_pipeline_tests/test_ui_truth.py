@@ -15,7 +15,7 @@ import pytest
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs import metadata
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME
+from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME, sync_run_config
 from centra_pipeline.defs.keys import ORDER_COUNT_TAG, SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.schedules import SYNC_SCHEDULE_NAME, describe_cron, freshness_windows
 from centra_pipeline.defs.sensors import FRESHNESS_JOB_NAME, FRESHNESS_SENSOR_NAME
@@ -170,7 +170,7 @@ def test_a_sync_reports_endpoints_tables_and_snapshot_truthfully(centra_env, dat
 def test_a_webhook_order_centra_does_not_return_is_named(centra_env, data_dir) -> None:
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
-        config = {"ops": {"sync_orders": {"config": {"mode": "refresh", "keys": [987654321]}}}}
+        config = {"ops": sync_run_config({"orders": {"mode": "refresh", "keys": [987654321]}})}
         result = job.execute_in_process(run_config=config, instance=instance)
         assert result.success
         lake = next(

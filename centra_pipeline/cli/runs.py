@@ -1,9 +1,8 @@
 """Run the sync job from the command line, through Dagster, with progress a person can follow.
 
 `centra-pipeline sync` and `demo` execute the same Dagster job the hourly schedule runs
-(same steps, checks and metadata), in this process, one stream after another: a step process
-per stream costs seconds of Dagster start-up, more than parallel extraction saves on a small
-machine (scheduled runs choose with CENTRA_SYNC_EXECUTOR). Runs land in the same Dagster
+(same steps, checks and metadata), in this process; the streams read concurrently inside the
+sync step. Runs land in the same Dagster
 instance as `dagster dev` (configured by the project's dagster.yaml, state under data/dagster),
 so they show up in the UI's run history.
 
@@ -28,6 +27,7 @@ from typing import Any, TextIO
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+from centra_pipeline.defs.keys import STREAM_OF_ASSET, SYNC_STEP
 from centra_pipeline.settings import project_root
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.reconcile import Drift
@@ -115,43 +115,13 @@ class _Progress:
         self.started = time.monotonic()
 
     def handle(self, entry: Any) -> None:
+        """One event of the run: the sync step's events are told apart by their asset key
+        (each stream's lake load and tables) or by the stream its log line names."""
         step = entry.step_key or ""
-        stream = step.removeprefix("sync_") if step.startswith("sync_") else None
         event = entry.dagster_event
         kind = event.event_type_value if event else None
-        if stream in self.status:
-            status = self.status[stream]
-            if kind == "STEP_START":
-                status.state = "reading"
-                self._line(f"{stream}: started")
-            elif kind == "STEP_SUCCESS":
-                status.state = "done"
-                self._line(f"{stream}: done")
-            elif kind == "STEP_FAILURE":
-                status.state = "FAILED"
-                message = _failure_message(event)
-                self.errors.append(f"{stream}: {message}")
-                self._line(f"{stream}: FAILED: {message}")
-            elif kind == "ASSET_MATERIALIZATION":
-                mat = entry.asset_materialization
-                path = "/".join(mat.asset_key.path)
-                status.metadata[path] = {k: _value(v) for k, v in mat.metadata.items()}
-                if path.startswith("lake/"):
-                    status.state = "merging"
-            elif kind == "ASSET_CHECK_EVALUATION":
-                data = event.event_specific_data
-                if not data.passed:
-                    label = f"{'/'.join(data.asset_key.path)} {data.check_name}"
-                    description = (data.description or "").split(". ")[0]
-                    if description:
-                        label += f": {description}"
-                    if data.severity == dg.AssetCheckSeverity.WARN:
-                        status.checks_warned.append(label)
-                    else:
-                        status.checks_failed.append(label)
-            elif event is None and entry.user_message and stream in entry.user_message[:40]:
-                status.line = entry.user_message
-                self._line(entry.user_message)
+        if step == SYNC_STEP:
+            self._sync_event(entry, event, kind)
         elif step == "analyst__centra_duckdb" or step.endswith("centra_duckdb"):
             if kind == "ASSET_MATERIALIZATION":
                 mat = entry.asset_materialization
@@ -160,6 +130,50 @@ class _Progress:
                 self.errors.append(f"publish: {_failure_message(event)}")
             elif kind == "STEP_START":
                 self._line("publishing the analyst snapshot")
+
+    def _sync_event(self, entry: Any, event: Any, kind: str | None) -> None:
+        if kind == "STEP_START":
+            for status in self.status.values():
+                status.state = "reading"
+            self._line(f"reading {', '.join(self.status)}")
+        elif kind == "STEP_FAILURE":
+            if not any(s.state == "FAILED" for s in self.status.values()):
+                self.errors.append(f"sync: {_failure_message(event)}")
+        elif kind == "ASSET_MATERIALIZATION":
+            mat = entry.asset_materialization
+            stream = STREAM_OF_ASSET.get(tuple(mat.asset_key.path))
+            if stream in self.status:
+                status = self.status[stream]
+                path = "/".join(mat.asset_key.path)
+                status.metadata[path] = {k: _value(v) for k, v in mat.metadata.items()}
+                tables = [p for p in status.metadata if not p.startswith("lake/")]
+                if len(tables) == len(STREAMS[stream].tables):
+                    status.state = "done"
+                    self._line(f"{stream}: done")
+                elif path.startswith("lake/"):
+                    status.state = "merging"
+        elif kind == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            stream = STREAM_OF_ASSET.get(tuple(data.asset_key.path))
+            if stream in self.status and not data.passed:
+                label = f"{'/'.join(data.asset_key.path)} {data.check_name}"
+                description = (data.description or "").split(". ")[0]
+                if description:
+                    label += f": {description}"
+                if data.severity == dg.AssetCheckSeverity.WARN:
+                    self.status[stream].checks_warned.append(label)
+                else:
+                    self.status[stream].checks_failed.append(label)
+        elif event is None and entry.user_message:
+            stream, _, rest = entry.user_message.partition(": ")
+            if stream in self.status:
+                status = self.status[stream]
+                if rest.startswith("FAILED: "):
+                    status.state = "FAILED"
+                    self.errors.append(f"{stream}: {rest.removeprefix('FAILED: ')}")
+                else:
+                    status.line = entry.user_message
+                self._line(entry.user_message)
 
     def _line(self, text: str) -> None:
         if not self.tty:
@@ -206,7 +220,7 @@ def run_sync(
 ) -> RunSummary:
     """Run the sync job (or with `reconcile`, the reconciliation job) for `streams` (default
     all) and report progress to `out`."""
-    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, sync_keys
+    from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, sync_keys, sync_run_config
 
     names = streams or list(STREAMS)
     unknown = [s for s in names if s not in STREAMS]
@@ -218,7 +232,7 @@ def run_sync(
     job_factory = get_reconcile_job if reconcile else get_sync_job
     run_config: dict[str, Any] = {
         **IN_PROCESS_RUN_CONFIG,
-        "ops": {f"sync_{name}": {"config": (stream_config or {}).get(name, {})} for name in names},
+        "ops": sync_run_config({name: (stream_config or {}).get(name, {}) for name in names}),
         # Dagster's own console logging would drown the progress; the event log has it all.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }

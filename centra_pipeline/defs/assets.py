@@ -1,22 +1,26 @@
 """Assets: per stream, Centra endpoint → lake load (Parquet) → warehouse tables (DuckDB),
 then the analyst snapshot.
 
-Each stream is one multi-asset (one step): it lands a read in the lake, reports the lake
-asset and an observation of the endpoint, then merges under the warehouse lock and reports
-every table with its checks. The work is in sync/stream_step.py; the step is subsettable:
-selecting only `lake/<stream>` lands without merging; selecting only the warehouse tables
-merges whatever landed loads are not merged yet (a rebuild from the lake after a crash
-between landing and merging). Whole runs that write the warehouse are limited to one at a
-time by the run queue (dagster.yaml), so a webhook refresh waits for the sync.
+The streams share one multi-asset, `centra_sync` (one step): it reads the selected streams
+at once, and as each read lands in the lake it reports the lake asset and an observation of
+the endpoint, merges the stream and reports every table with its checks. The work is in
+sync/stream_step.py; the step is subsettable per asset: selecting only `lake/<stream>` lands
+without merging; selecting only a stream's warehouse tables merges whatever landed loads are
+not merged yet (a rebuild from the lake after a crash between landing and merging). Whole
+runs that write the warehouse are limited to one at a time by the run queue (dagster.yaml),
+so a webhook refresh waits for the sync.
 """
 
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import timedelta
+from queue import Empty, Queue
 from typing import Any
 
 import dagster as dg
+import duckdb
 
 from centra_pipeline.centra.errors import (
     CentraAuthError,
@@ -32,14 +36,15 @@ from centra_pipeline.defs.keys import (
     GROUPS,
     OWNERS,
     SNAPSHOT_KEY,
-    STREAM_TAG,
+    SYNC_STEP,
     lake_key,
     source_key,
     table_key,
 )
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.settings import ConfigError, Settings
-from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse, unmapped_fields
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 from centra_pipeline.streams.rows import MissingKey
@@ -47,7 +52,7 @@ from centra_pipeline.sync import stream_step
 from centra_pipeline.sync.plan import ExtractOptions
 
 
-class SyncConfig(dg.Config):
+class StreamConfig(dg.Config):
     """How a stream is read in this run (all optional; the default is an incremental read)."""
 
     # incremental | full_refresh | backfill | refresh | reconcile | reconcile_open |
@@ -78,14 +83,33 @@ class SyncConfig(dg.Config):
         )
 
 
-def build_stream_asset(stream: Stream, freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
+class SyncConfig(StreamConfig):
+    """The read of every selected stream; `streams` gives one stream a read of its own
+    (replacing these fields for it, e.g. `{"orders": {"mode": "refresh", "keys": [...]}}`)."""
+
+    streams: dict[str, StreamConfig] = {}  # noqa: RUF012 - pydantic copies defaults
+
+    def for_stream(self, name: str) -> StreamConfig:
+        if name in self.streams:
+            return self.streams[name]
+        return StreamConfig(**self.model_dump(exclude={"streams"}))
+
+
+def build_sync_asset(freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
+    """Every stream's lake load and tables in one step: the selected streams are read from
+    Centra at once (threads; the two APIs' rate limits are shared by all of them), and each
+    is merged and reported as soon as its read has landed, while the others still read.
+    One step instead of one per stream: each step costs a run seconds of start-up and
+    events, and in one process the rate limit is one limit (docs/architecture.md)."""
+    specs = [spec for stream in STREAMS.values() for spec in _stream_specs(stream, freshness)]
+    checks = [spec for table in TABLES.values() for spec in check_specs(table)]
+
     @dg.multi_asset(
-        name=f"sync_{stream.name}",
-        specs=_stream_specs(stream, freshness),
-        check_specs=[spec for table in stream.tables for spec in check_specs(table)],
+        name=SYNC_STEP,
+        specs=specs,
+        check_specs=checks,
         can_subset=True,
         retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-        op_tags={STREAM_TAG: stream.name},
     )
     def _sync(
         context: dg.AssetExecutionContext,
@@ -93,46 +117,133 @@ def build_stream_asset(stream: Stream, freshness: dg.FreshnessPolicy) -> dg.Asse
         centra: CentraResource,
         storage: StorageResource,
     ):
-        settings, lake, warehouse = centra.settings, storage.lake(), storage.warehouse()
-        with _no_retry_for_mistakes():
-            if lake_key(stream) in context.selected_asset_keys:
-                landed = stream_step.land(
-                    stream,
-                    config.options(settings),
-                    settings=settings,
-                    lake=lake,
-                    warehouse=warehouse,
-                    order_api=centra.order_api,
-                    shop_api=centra.shop_api,
-                    progress=lambda progress: context.log.info(progress.line()),
-                )
-                yield from _report_landed(context, stream, landed, settings.timezone)
-            tables = [t for t in stream.tables if table_key(t) in context.selected_asset_keys]
-            if tables:
-                merged = stream_step.merge(stream, tables, lake=lake, warehouse=warehouse)
-                yield from _report_merged(context, stream, tables, merged, warehouse, settings)
+        yield from sync_streams(context, config, centra, storage)
 
     return _sync
 
 
-def _report_merged(
+def sync_streams(
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    centra: CentraResource,
+    storage: StorageResource,
+) -> Iterator[Any]:
+    """Land the selected streams concurrently; merge and report each as it lands. A stream
+    that fails does not stop the others: they land, merge and report, and the step fails
+    at the end naming every stream that did not."""
+    settings, lake, warehouse = centra.settings, storage.lake(), storage.warehouse()
+    selected = context.selected_asset_keys
+    streams = [s for s in STREAMS.values() if _stream_keys(s) & selected]
+    progress: Queue[str] = Queue()
+    failed: dict[str, BaseException] = {}
+
+    def land(stream: Stream) -> stream_step.Landed:
+        return stream_step.land(
+            stream,
+            config.for_stream(stream.name).options(settings),
+            settings=settings,
+            lake=lake,
+            warehouse=warehouse,
+            order_api=centra.order_api,
+            shop_api=centra.shop_api,
+            progress=lambda p: progress.put(p.line()),
+        )
+
+    def merged_and_reported(stream: Stream, landed: stream_step.Landed | None) -> Iterator[Any]:
+        try:
+            if landed is not None:
+                yield from _report_landed(context, stream, landed, settings.timezone)
+            tables = [t for t in stream.tables if table_key(t) in selected]
+            if tables:
+                yield from _merged_tables(context, stream, tables, lake, warehouse, settings)
+        except Exception as exc:
+            failed[stream.name] = exc
+            context.log.error("%s: FAILED: %s", stream.name, exc)
+
+    reading = [s for s in streams if lake_key(s) in selected]
+    for stream in streams:  # tables only: merge what landed before (a rebuild after a crash)
+        if stream not in reading:
+            yield from merged_and_reported(stream, None)
+    with ThreadPoolExecutor(max(1, len(reading)), thread_name_prefix="centra-stream") as pool:
+        futures: dict[Future, Stream] = {pool.submit(land, s): s for s in reading}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            _log_progress(context, progress)
+            for future in done:
+                stream = futures[future]
+                try:
+                    landed = future.result()
+                except Exception as exc:
+                    failed[stream.name] = exc
+                    context.log.error("%s: FAILED: %s", stream.name, exc)
+                    continue
+                yield from merged_and_reported(stream, landed)
+    _log_progress(context, progress)
+    if failed:
+        raise _failure(failed)
+
+
+def _stream_keys(stream: Stream) -> set[dg.AssetKey]:
+    return {lake_key(stream), *(table_key(t) for t in stream.tables)}
+
+
+def _log_progress(context: dg.AssetExecutionContext, progress: Queue[str]) -> None:
+    """Progress lines of the reading threads, logged from the step's own thread."""
+    while True:
+        try:
+            line = progress.get_nowait()
+        except Empty:
+            return
+        context.log.info(line)
+
+
+# Configuration and permission problems fail at once with their message; retrying them only
+# delays the message. Transient ones (server errors, timeouts) keep the retry policy.
+MISTAKES = (
+    ConfigError,
+    CentraAuthError,
+    CentraURLError,
+    CentraEndpointNotAllowed,
+    CentraBusinessError,
+    TypeDrift,
+    MissingKey,
+    ValueError,
+)
+
+
+def _failure(failed: dict[str, BaseException]) -> dg.Failure:
+    names = ", ".join(failed)
+    lines = "; ".join(f"{name}: {exc}" for name, exc in failed.items())
+    return dg.Failure(
+        description=f"{len(failed)} stream(s) failed ({names}); the others were merged. {lines}",
+        allow_retries=not all(isinstance(exc, MISTAKES) for exc in failed.values()),
+    )
+
+
+def _merged_tables(
     context: dg.AssetExecutionContext,
     stream: Stream,
     tables: list[Table],
-    merged: stream_step.Merged,
+    lake: Lake,
     warehouse: Warehouse,
     settings: Settings,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Each merged table's materialization, followed by the results of its checks."""
-    unmapped = warehouse.unmapped_fields(stream.name)
-    with warehouse.reader() as con:
+    """Merge the stream; then each table's materialization, followed by the results of its
+    checks, evaluated on the merge's own connection."""
+
+    def checks(con: duckdb.DuckDBPyConnection, merged: stream_step.Merged) -> dict[str, list]:
+        unmapped = unmapped_fields(con, stream.name)
         inputs = CheckInputs(con, merged, unmapped, settings.reconcile_warn_share)
-        for table in tables:
-            yield dg.MaterializeResult(
-                asset_key=table_key(table),
-                metadata=metadata.table_metadata(merged, table, settings.timezone),
-            )
-            yield from check_results(context.selected_asset_check_keys, inputs, table)
+        return {t.name: check_results(context.selected_asset_check_keys, inputs, t) for t in tables}
+
+    merged = stream_step.merge(stream, tables, lake=lake, warehouse=warehouse, inspect=checks)
+    for table in tables:
+        yield dg.MaterializeResult(
+            asset_key=table_key(table),
+            metadata=metadata.table_metadata(merged, table, settings.timezone),
+        )
+        yield from merged.inspected[table.name]
 
 
 def _report_landed(
@@ -166,20 +277,10 @@ def _report_landed(
 
 @contextmanager
 def _no_retry_for_mistakes() -> Iterator[None]:
-    """Configuration and permission problems fail at once with their message; retrying them
-    only delays the message. Transient ones (server errors, timeouts) keep the retry policy."""
+    """A mistake (MISTAKES) fails at once with its message; others keep the retry policy."""
     try:
         yield
-    except (
-        ConfigError,
-        CentraAuthError,
-        CentraURLError,
-        CentraEndpointNotAllowed,
-        CentraBusinessError,
-        TypeDrift,
-        MissingKey,
-        ValueError,
-    ) as exc:
+    except MISTAKES as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
@@ -319,9 +420,10 @@ def build_snapshot_asset() -> dg.AssetsDefinition:
 
 
 def all_assets(freshness: dg.FreshnessPolicy) -> list[Any]:
-    """Every asset: the endpoints, one multi-asset per stream, the snapshot."""
+    """Every asset: the endpoints, the streams' lake loads and tables (one step), the
+    snapshot."""
     return [
         build_endpoint_assets(),
-        *(build_stream_asset(stream, freshness) for stream in STREAMS.values()),
+        build_sync_asset(freshness),
         build_snapshot_asset(),
     ]

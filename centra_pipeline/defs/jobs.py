@@ -2,8 +2,8 @@
 
 Runs that write the warehouse carry the tag `centra_pipeline/warehouse_writer`; the instance's
 run queue (dagster.yaml) lets one such run in progress at a time, so a webhook refresh that
-arrives during the sync waits its turn instead of failing. Inside a run, streams extract in
-parallel steps and their merges queue on the warehouse lock.
+arrives during the sync waits its turn instead of failing. Inside a run, streams read
+concurrently in one step and merge one at a time as their reads land.
 """
 
 from __future__ import annotations
@@ -13,22 +13,29 @@ from typing import Any
 import dagster as dg
 
 from centra_pipeline.defs.checks import CHECKS, RECONCILE_ONLY
-from centra_pipeline.defs.keys import SNAPSHOT_KEY, WAREHOUSE_WRITER_TAG, lake_key, table_key
+from centra_pipeline.defs.keys import (
+    SNAPSHOT_KEY,
+    SYNC_STEP,
+    WAREHOUSE_WRITER_TAG,
+    lake_key,
+    table_key,
+)
 from centra_pipeline.streams import STREAMS
 
 SYNC_JOB_NAME = "centra_sync"
 ORDER_REFRESH_JOB_NAME = "centra_order_refresh"
 RECONCILE_JOB_NAME = "centra_reconciliation"
 
-# Scheduled runs: streams extract in parallel step processes (extraction is I/O-bound, so all
-# at once even on 2 cores), forked from a server that has imported Dagster and this project.
-# `centra-pipeline sync` runs the same job in process: each step process costs seconds of
-# Dagster start-up, which on a small machine outweighs what parallel extraction saves.
+# The streams read concurrently inside one step (defs/assets.py), so a run has two steps,
+# the sync and the snapshot, and in process is the default: a step process would cost
+# seconds of Dagster start-up for nothing to run beside it. `multiprocess` runs each step in
+# a child process forked from a server that has imported the project (memory isolation for
+# a long-lived run worker).
 MULTIPROCESS_RUN_CONFIG = {
     "execution": {
         "config": {
             "multiprocess": {
-                "max_concurrent": len(STREAMS) + 1,
+                "max_concurrent": 2,
                 "start_method": {
                     "forkserver": {"preload_modules": ["centra_pipeline.definitions"]}
                 },
@@ -38,7 +45,20 @@ MULTIPROCESS_RUN_CONFIG = {
 }
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
 RUN_CONFIGS = {"multiprocess": MULTIPROCESS_RUN_CONFIG, "in_process": IN_PROCESS_RUN_CONFIG}
-RECONCILE_OPS_CONFIG = {f"sync_{name}": {"config": {"mode": "reconcile_auto"}} for name in STREAMS}
+RECONCILE_OPS_CONFIG = {SYNC_STEP: {"config": {"mode": "reconcile_auto"}}}
+
+
+def sync_run_config(streams: dict[str, dict[str, Any]] | None = None, **every: Any) -> dict:
+    """The `ops` run config of the sync step: `every` for all streams, `streams` per stream
+    (replacing `every` for that stream)."""
+    return {SYNC_STEP: {"config": {**every, "streams": streams or {}}}}
+
+
+def refresh_run_config(orders: list[int], inbox_through: int) -> dict[str, Any]:
+    """A webhook refresh: re-read these orders, apply the inbox's events up to the seq."""
+    return sync_run_config(
+        {"orders": {"mode": "refresh", "keys": orders, "inbox_through": inbox_through}}
+    )
 
 
 def sync_keys(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from centra_pipeline.streams import Stream, Table
+from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 
 GROUPS = {"order_api": "centra_order_api", "shop_api": "centra_shop_api"}
 API_LABELS = {"order_api": "Order API", "shop_api": "Shop API"}
@@ -17,7 +17,6 @@ SNAPSHOT_KEY = dg.AssetKey(["analyst", "centra_duckdb"])
 # Run tags. Runs that write the warehouse carry WAREHOUSE_WRITER_TAG; the instance's run queue
 # (dagster.yaml) lets one such run in progress at a time.
 WAREHOUSE_WRITER_TAG = "centra_pipeline/warehouse_writer"
-STREAM_TAG = "centra_pipeline/stream"
 INBOX_SEQ_TAG = "centra_pipeline/inbox_seq"  # the webhook events a refresh run applies
 ORDER_COUNT_TAG = "centra_pipeline/order_count"  # how many orders a refresh run re-reads
 
@@ -32,3 +31,12 @@ def lake_key(stream: Stream) -> dg.AssetKey:
 
 def table_key(table: Table) -> dg.AssetKey:
     return dg.AssetKey(["warehouse", table.name])
+
+
+# The one step that reads and merges every stream (defs/assets.py).
+SYNC_STEP = "centra_sync"
+# Which stream each lake and table asset belongs to, by asset key path.
+STREAM_OF_ASSET: dict[tuple[str, ...], str] = {
+    **{tuple(lake_key(s).path): s.name for s in STREAMS.values()},
+    **{tuple(table_key(t).path): t.stream for t in TABLES.values()},
+}

@@ -20,11 +20,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -47,6 +47,7 @@ from centra_pipeline.sync.reconcile import (
     KeyIndex,
 )
 
+T = TypeVar("T")
 log = logging.getLogger("centra_pipeline.storage.warehouse")
 
 STORAGE_COMPATIBILITY = "v1.5.0"
@@ -195,28 +196,13 @@ class Warehouse:
     def row_counts(self, tables: list[str]) -> dict[str, int]:
         """Rows per table (0 for a table not created yet)."""
         with self.reader() as con:
-            if con is None:
-                return dict.fromkeys(tables, 0)
-            return {
-                name: con.execute(f"SELECT count(*) FROM {main_table(name)}").fetchall()[0][0]
-                if has_table(con, "main", name)
-                else 0
-                for name in tables
-            }
+            return row_counts(con, tables)
 
     def unmapped_fields(self, stream: str | None = None) -> list[UnmappedField]:
         """Fields Centra sent that no column maps, as recorded by every merged load (see
         pipeline.schema_drift), with whether someone acknowledged them."""
         with self.reader() as con:
-            if con is None or not has_table(con, "pipeline", "schema_drift"):
-                return []
-            rows = con.execute(
-                "SELECT stream, field, json_types, occurrences, first_seen, last_seen, "
-                "acknowledged_at FROM pipeline.schema_drift "
-                "WHERE ? IS NULL OR stream = ? ORDER BY stream, field",
-                [stream, stream],
-            ).fetchall()
-        return [UnmappedField(*row) for row in rows]
+            return unmapped_fields(con, stream)
 
     def acknowledge_fields(self, fields: list[str]) -> list[UnmappedField]:
         """Mark unmapped fields (`table.field`) as known, so their check stops warning. An
@@ -347,13 +333,49 @@ class Warehouse:
 
     def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
         """Merge complete lake loads, oldest first, each in its own transaction."""
-        results = []
         if not manifests:
-            return results
+            return []
+        return self.merge_loads_then(manifests, lambda _con, results: results)
+
+    def merge_loads_then(
+        self,
+        manifests: list[LoadManifest],
+        then: Callable[[duckdb.DuckDBPyConnection, list[MergeResult]], T],
+    ) -> T:
+        """Merge the loads as `merge_loads` does, then call `then(con, results)` on the same
+        connection, still holding the writer lock: what a run reports after a merge (row
+        counts, checks) costs no second connection and sees exactly what was merged."""
         with self.writer() as con:
-            for manifest in sorted(manifests, key=lambda m: m.load_id):
-                results.append(merge_load(con, manifest))
-        return results
+            results = [
+                merge_load(con, manifest) for manifest in sorted(manifests, key=lambda m: m.load_id)
+            ]
+            return then(con, results)
+
+
+def row_counts(con: duckdb.DuckDBPyConnection | None, tables: list[str]) -> dict[str, int]:
+    """Rows per table (0 for a table not created yet, or without a warehouse)."""
+    if con is None:
+        return dict.fromkeys(tables, 0)
+    return {
+        name: con.execute(f"SELECT count(*) FROM {main_table(name)}").fetchall()[0][0]
+        if has_table(con, "main", name)
+        else 0
+        for name in tables
+    }
+
+
+def unmapped_fields(
+    con: duckdb.DuckDBPyConnection | None, stream: str | None = None
+) -> list[UnmappedField]:
+    if con is None or not has_table(con, "pipeline", "schema_drift"):
+        return []
+    rows = con.execute(
+        "SELECT stream, field, json_types, occurrences, first_seen, last_seen, "
+        "acknowledged_at FROM pipeline.schema_drift "
+        "WHERE ? IS NULL OR stream = ? ORDER BY stream, field",
+        [stream, stream],
+    ).fetchall()
+    return [UnmappedField(*row) for row in rows]
 
 
 def _open_records(stream: str) -> OpenRecords:

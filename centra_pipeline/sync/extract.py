@@ -171,7 +171,9 @@ class Extractor:
         sessions = self._sessions()
         before = _request_totals(sessions)
         read = _ReadState()
-        last_report = 0.0
+        # The first report after an interval: a short read reports only its end (every line
+        # is an event in the run's log, and most reads of a run take a page or two).
+        last_report = time.monotonic()
         for page in plan.pages:
             read.page(page, plan.cursor_field)
             progress.pages += 1

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
+
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.settings import Settings
 from centra_pipeline.storage.lake import Lake, LoadManifest
 from centra_pipeline.storage.merge import MergeResult
-from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.storage.warehouse import Warehouse, row_counts
 from centra_pipeline.streams import Stream, Table
 from centra_pipeline.sync.extract import Extractor, ProgressCallback
 from centra_pipeline.sync.plan import ExtractOptions
@@ -45,6 +47,7 @@ class Merged:
     loads: list[LoadManifest]
     seconds: float
     row_counts: dict[str, int] = field(default_factory=dict)  # table -> rows after the merge
+    inspected: Any = None  # what `merge(inspect=...)` found on the merged warehouse
 
     @property
     def merged(self) -> list[MergeResult]:
@@ -96,15 +99,28 @@ def land(
     return Landed(manifest, time.monotonic() - started)
 
 
-def merge(stream: Stream, tables: list[Table], *, lake: Lake, warehouse: Warehouse) -> Merged:
+def merge(
+    stream: Stream,
+    tables: list[Table],
+    *,
+    lake: Lake,
+    warehouse: Warehouse,
+    inspect: Callable[[duckdb.DuckDBPyConnection, Merged], Any] | None = None,
+) -> Merged:
     """Merge every landed load of the stream that is not merged yet (oldest first, one
-    transaction each), and count the rows of `tables` after it."""
+    transaction each), and count the rows of `tables` after it. `inspect(con, merged)`
+    runs on the same connection, before the writer lock is let go (the asset's checks)."""
     started = time.monotonic()
     pending = warehouse.pending_loads(lake, stream.name)
-    results = warehouse.merge_loads(pending)
-    merged = Merged(results, pending, time.monotonic() - started)
-    merged.row_counts = warehouse.row_counts([t.name for t in tables])
-    return merged
+
+    def after(con: duckdb.DuckDBPyConnection, results: list[MergeResult]) -> Merged:
+        merged = Merged(results, pending, time.monotonic() - started)
+        merged.row_counts = row_counts(con, [t.name for t in tables])
+        if inspect is not None:
+            merged.inspected = inspect(con, merged)
+        return merged
+
+    return warehouse.merge_loads_then(pending, after)
 
 
 def probe(
