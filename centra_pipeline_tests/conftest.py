@@ -4,7 +4,12 @@ and a `Pipeline` that runs the real extraction, landing, merge and publish code.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -167,3 +172,44 @@ class Pipeline:
 @pytest.fixture
 def pipeline(emu: Emulator, data_dir: Path) -> Pipeline:
     return Pipeline(emu, data_dir)
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[str]:
+    """The emulator in a process of its own, as Centra is (its base URL): the arrival times
+    it logs are not delayed by the client's threads holding a shared process's GIL. `args`
+    are `centra-pipeline emulator` options; the keys are the test keys."""
+    command = [
+        sys.executable,
+        "-m",
+        "centra_pipeline.cli",
+        "emulator",
+        "--port",
+        "0",
+        "--order-api-key",
+        ORDER_KEY,
+        "--shop-api-key",
+        SHOP_KEY,
+        *args,
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    base = None
+    for line in proc.stdout:
+        match = re.search(r"CENTRA_ORDER_API_URL=(http://[^/]+)/api/order", line)
+        base = match.group(1) if match else base
+        if line.startswith("Serving"):
+            break
+    try:
+        assert base, "the emulator did not start"
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def requests_seen(base: str, since: float) -> dict[str, list[float]]:
+    """Arrival times the emulator at `base` logged after `since`, per API."""
+    with urllib.request.urlopen(f"{base}/_emulator/requests", timeout=30) as response:
+        seen = json.loads(response.read())
+    return {api: [t for t in seen[api]["arrivals"] if t >= since] for api in ("order", "shop")}

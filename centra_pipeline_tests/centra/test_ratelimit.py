@@ -7,13 +7,8 @@ would judge it: from the emulator's own log of when requests arrived."""
 from __future__ import annotations
 
 import itertools
-import json
-import re
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -26,6 +21,7 @@ from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.emulator.request_log import busiest_window
 
+from ..conftest import emulator_process, requests_seen
 from .conftest import NOW, ORDER_KEY, SHOP_KEY, TIMEZONE, fast
 
 
@@ -125,50 +121,15 @@ class Recorder(requests.Session):
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[str]:
-    """The emulator in a process of its own, as Centra is: the arrival times it logs are
-    not delayed by the client's threads holding the GIL of a shared process."""
-    command = [
-        sys.executable,
-        "-m",
-        "centra_pipeline.cli",
-        "emulator",
-        "--port",
-        "0",
-        "--orders",
-        "150",
-        "--customers",
-        "30",
-        "--products",
-        "6",
-        "--now",
-        NOW,
-        "--timezone",
-        TIMEZONE,
-        "--order-api-key",
-        ORDER_KEY,
-        "--shop-api-key",
-        SHOP_KEY,
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    base = None
-    for line in proc.stdout:
-        match = re.search(r"CENTRA_ORDER_API_URL=(http://[^/]+)/api/order", line)
-        base = match.group(1) if match else base
-        if line.startswith("Serving"):
-            break
-    try:
-        assert base, "the emulator did not start"
+    """The emulator in a process of its own, as Centra is (see `emulator_process`)."""
+    options = ("--orders", "150", "--customers", "30", "--products", "6", "--now", NOW)
+    keys = ("--order-api-key", ORDER_KEY, "--shop-api-key", SHOP_KEY)
+    with emulator_process(*options, "--timezone", TIMEZONE, *keys) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _arrivals(base: str, since: float) -> dict[str, list[float]]:
-    with urllib.request.urlopen(f"{base}/_emulator/requests", timeout=30) as response:
-        seen = json.loads(response.read())
-    return {api: [t for t in seen[api]["arrivals"] if t >= since] for api in ("order", "shop")}
+    return requests_seen(base, since)
 
 
 def test_streams_and_threads_together_never_exceed_the_limit_the_server_sees(
