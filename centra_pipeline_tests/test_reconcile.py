@@ -144,8 +144,8 @@ def test_the_open_pass_reads_only_the_days_holding_open_records_and_repairs_them
     assert stale == []
     assert merged.drift is not None and merged.drift.changed > 0
     _, returns_merged = results["returns"]
-    # (Incremental runs re-read up to 100 open returns each, so on this small store the
-    # open returns were repaired already; the open pass re-reads them and lands nothing.)
+    # (Every incremental run re-reads the days holding open returns, so the completed
+    # returns were repaired already; the open pass re-reads them and lands nothing.)
     assert returns_merged.drift is not None and returns_merged.drift.read > 0
     assert pipeline.differences(["returns"]) == {}
 

@@ -3,21 +3,22 @@ returns; `completed` marks one processed.
 
 How it is read:
 - incremental: `newer_than` = cursor − lookback (at least 7 days), the cursor being the newest
-  `date` read; a return's `completed` flips later and nothing filters on it, so the returns
-  still open that are older than the window are re-read one by one, those read longest ago
-  first, at most OPEN_RETURNS_PER_RUN per run;
+  `date` read; a return's `completed` flips later and nothing filters on it, so every run
+  also re-reads the days holding the returns still open that are older than the window, by
+  date windows as the reconciliation's open pass does (sync/open_reads.py), and lands only
+  the returns that differ from the warehouse. An open return Centra no longer returns is not
+  marked missing here: the daily open pass does that, and counts it as drift;
 - refresh: `GET /returns?...` by return id;
 - reconciliation: the open pass re-reads the days holding returns not completed.
 """
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 from typing import Any
 
-from centra_pipeline.centra.http import prefetch
 from centra_pipeline.centra.order_api import OrderApi
+from centra_pipeline.centra.prefetch import prefetch
 from centra_pipeline.centra.quirks import parse_local_datetime, shift_local
 from centra_pipeline.streams.model import (
     BIGINT,
@@ -32,16 +33,17 @@ from centra_pipeline.streams.model import (
     c,
     list_children,
 )
-from centra_pipeline.sync.plan import (
-    ExtractOptions,
-    ReadContext,
-    ReadPlan,
-    backfill_window,
-    lookups,
-)
+from centra_pipeline.sync.open_reads import window_with_open
+from centra_pipeline.sync.plan import ExtractOptions, ReadContext, ReadPlan, backfill_window
 
 MIN_LOOKBACK = timedelta(days=7)
-OPEN_RETURNS_PER_RUN = 100  # oldest-read first, so every open return is revisited in turn
+# The incremental read's page: re-reading the open returns older than the window reads most
+# of a store's returns every run (old open returns are spread over its whole history), and
+# the records that match the warehouse are compared and dropped, so a page larger than the
+# client's costs a little memory while it is parsed and saves requests. Centra documents no
+# maximum `limit`; returns are read by date from wherever a page ends (date_paging.py), so a
+# server that serves fewer per page costs more requests, nothing else.
+REREAD_PAGE_SIZE = 5000
 
 RETURNS = Table(
     name="returns",
@@ -111,33 +113,30 @@ RETURN_LINES = Table(
 def plan(ctx: ReadContext, options: ExtractOptions, cursor: str | None) -> ReadPlan:
     api = ctx.order_api
     assert api is not None
-    if options.mode == "backfill":
-        window: dict[str, Any] = backfill_window(options)
-    elif options.incremental(cursor):
-        assert cursor is not None
-        window = {"newer_than": shift_local(cursor, -max(options.lookback, MIN_LOOKBACK))}
-    else:
-        window = {}
-    pages: Any = prefetch(api.iter_returns(**window, page_size=options.page_size))
     if options.incremental(cursor):
-        open_ids = open_returns_before(ctx, window["newer_than"])
-        if open_ids:
-            window["open_returns_reread"] = len(open_ids)
-            pages = itertools.chain(pages, lookups(tuple(open_ids), api.get_return))
+        assert cursor is not None
+        newer_than = shift_local(cursor, -max(options.lookback, MIN_LOOKBACK))
+        size = options.page_size or max(api.page_size, REREAD_PAGE_SIZE)
+        read = window_with_open(ctx, STREAM, newer_than, size, cursor_field="date")
+        open_before = open_returns_before(ctx, newer_than)
+        read.window = {"newer_than": newer_than, "open_returns_reread": open_before, **read.window}
+        return read
+    window: dict[str, Any] = backfill_window(options) if options.mode == "backfill" else {}
+    pages = prefetch(api.iter_returns(**window, page_size=options.page_size))
     return ReadPlan(window, pages, cursor_field="date")
 
 
-def open_returns_before(ctx: ReadContext, newer_than: str) -> list[int]:
-    """Ids of returns still open created before the window, those read longest ago first."""
+def open_returns_before(ctx: ReadContext, newer_than: str) -> int:
+    """How many returns the warehouse holds as open that are older than the window: the
+    read re-reads every one."""
     if not ctx.warehouse.path.exists():
-        return []
-    before = parse_local_datetime(newer_than, ctx.tz)
+        return 0
     rows = ctx.warehouse.query(
-        "SELECT return_id FROM main.returns WHERE NOT coalesce(completed, false) "
-        "AND _missing_since IS NULL AND date < ? ORDER BY _extracted_at, return_id LIMIT ?",
-        [before, OPEN_RETURNS_PER_RUN],
+        "SELECT count(*) FROM main.returns WHERE NOT coalesce(completed, false) "
+        "AND _missing_since IS NULL AND date < ?",
+        [parse_local_datetime(newer_than, ctx.tz)],
     )
-    return [r[0] for r in rows]
+    return int(rows[0][0]) if rows else 0
 
 
 STREAM = Stream(

@@ -74,6 +74,12 @@ class KeyIndex:
     def __len__(self) -> int:
         return int(self.keys.size)
 
+    def expecting_none(self) -> KeyIndex:
+        """This index for a read that compares but expects nothing back, so marks nothing
+        missing (the incremental returns read, open_reads.window_with_open)."""
+        self.expected = np.zeros(self.keys.size, dtype=bool)
+        return self
+
     def changed(self, keys: Sequence[Any], hashes: Sequence[str]) -> list[bool]:
         """For each record: True if it is new or differs from the warehouse. Marks the
         records the warehouse knows as seen."""

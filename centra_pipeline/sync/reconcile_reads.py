@@ -1,20 +1,21 @@
 """The reads a reconciliation makes: which pass is due, and the plan of each pass.
 
 The full pass re-reads every record of an Order API stream; the open pass re-reads the
-store-local days that hold the stream's open records (`Stream.open_records`). Both compare
-each record with the warehouse's key/hash index, so only new and changed records are landed,
-and rows Centra no longer returns are marked missing (see reconcile.py for the index and the
-day ranges, and docs/architecture.md for why the net is needed).
+store-local days that hold the stream's open records (`Stream.open_records`; open_reads.py
+reads them, as the incremental returns read does). Both compare each record with the
+warehouse's key/hash index, so only new and changed records are landed, and rows Centra no
+longer returns are marked missing (see reconcile.py for the index and the day ranges, and
+docs/architecture.md for why the net is needed).
 """
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from centra_pipeline.centra.http import prefetch
+from centra_pipeline.centra.prefetch import prefetch
 from centra_pipeline.streams.model import Stream
+from centra_pipeline.sync.open_reads import compare_with_warehouse, read_ranges
 from centra_pipeline.sync.plan import ExtractOptions, ReadContext, ReadPlan
 from centra_pipeline.sync.reconcile import day_ranges
 
@@ -33,15 +34,12 @@ def plan(ctx: ReadContext, stream: Stream, options: ExtractOptions) -> ReadPlan:
     record with the warehouse."""
     api = ctx.order_api
     assert api is not None and stream.read_all is not None
-    read, size = stream.read_all, options.page_size
-    # While a landed load waits to be merged (a run died in between), land everything read:
-    # compared with the warehouse alone, a record changed back since would not be landed,
-    # and the pending, older version would win the merge.
-    compare = not ctx.warehouse.pending_loads(ctx.lake, stream.name)
+    size = options.page_size
+    compare = compare_with_warehouse(ctx, stream)
     if options.mode == "reconcile":
         return ReadPlan(
             {"reconcile": "full"},
-            prefetch(read(api, page_size=size)),
+            prefetch(stream.read_all(api, page_size=size)),
             index=ctx.warehouse.full_index(stream.name, compare=compare),
         )
     # The open pass: each run of consecutive days (or of days with less than a page of rows
@@ -55,9 +53,8 @@ def plan(ctx: ReadContext, stream: Stream, options: ExtractOptions) -> ReadPlan:
     if not ranges:
         return ReadPlan(window, [])
     window["days"] = f"{ranges[0].first} .. {ranges[-1].last}"
-    pages = itertools.chain.from_iterable(read(api, **r.request(), page_size=size) for r in ranges)
     return ReadPlan(
         window,
-        prefetch(pages),
+        read_ranges(ctx, stream, [r.request() for r in ranges], size),
         index=ctx.warehouse.open_index(stream.name, ranges, ctx.tz, compare=compare),
     )
