@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -87,13 +86,14 @@ class RateLimiter:
             return max(0.0, self._held_until - self._clock())
 
 
-_SHARED: weakref.WeakValueDictionary[tuple[str, float], RateLimiter] = weakref.WeakValueDictionary()
+# Kept for the process's life, not only while a session holds one: a limiter made anew
+# between two streams' sessions would forget the starts of the last second.
+_SHARED: dict[tuple[str, float], RateLimiter] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_limiter(api_url: str, rate: float) -> RateLimiter:
-    """The process's limiter for the API at `api_url` at `rate` (created on first use, kept
-    while any session holds it)."""
+    """The process's limiter for the API at `api_url` at `rate` (created on first use)."""
     with _SHARED_LOCK:
         limiter = _SHARED.get((api_url, rate))
         if limiter is None:

@@ -7,6 +7,7 @@ would judge it: from the emulator's own log of when requests arrived."""
 from __future__ import annotations
 
 import itertools
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +104,21 @@ def test_sessions_of_one_api_share_one_limiter_and_the_apis_have_their_own() -> 
     shop = CentraSession("http://127.0.0.1:1/api/shop", "k", api_name="Shop API")
     assert a.limiter is b.limiter is shared_limiter("http://127.0.0.1:1/api/order", 10.0)
     assert shop.limiter is not a.limiter
+
+
+def test_the_limit_remembers_a_closed_sessions_requests() -> None:
+    """A stream that ends and one that starts in the same second share the second's limit:
+    the limiter outlives the sessions that used it."""
+    url = "http://127.0.0.1:2/api/order"
+    config = fast(max_requests_per_second=5.0)
+    first = CentraSession(url, "k", api_name="Order API", config=config)
+    for _ in range(5):
+        first.limiter.acquire()
+    first.close()
+    del first
+    gc.collect()
+    second = CentraSession(url, "k", api_name="Order API", config=config)
+    assert second.limiter.acquire() > 0.9  # the window is still full
 
 
 class Recorder(requests.Session):
