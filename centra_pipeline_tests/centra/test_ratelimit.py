@@ -6,8 +6,8 @@ would judge it: from the emulator's own log of when requests arrived."""
 
 from __future__ import annotations
 
-import itertools
 import gc
+import itertools
 import threading
 import time
 from collections.abc import Iterator
