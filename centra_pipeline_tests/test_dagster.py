@@ -16,7 +16,7 @@ from dagster._core.definitions.dependency import NodeHandle
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import SYNC_JOB_NAME, sync_run_config
-from centra_pipeline.defs.keys import SNAPSHOT_KEY, lake_key, source_key, table_key
+from centra_pipeline.defs.keys import SNAPSHOT_KEY, SYNC_STEP, lake_key, source_key, table_key
 from centra_pipeline.settings import project_root
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, TABLES
@@ -290,7 +290,7 @@ def test_jobs_select_the_snapshot(job_name: str) -> None:
 def test_jobs_run_the_stream_checks_and_leave_freshness_to_its_sensor(job_name: str) -> None:
     job = defs.resolve_job_def(job_name)
     nodes = {node.name for node in job.nodes}
-    assert "centra_sync" in nodes
+    assert SYNC_STEP in nodes
     assert not [name for name in nodes if "freshness" in name]
     checks = set()
     for node in job.nodes:

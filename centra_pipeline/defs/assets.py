@@ -1,7 +1,7 @@
 """Assets: per stream, Centra endpoint → lake load (Parquet) → warehouse tables (DuckDB),
 then the analyst snapshot.
 
-The streams share one multi-asset, `centra_sync` (one step): it reads the selected streams
+The streams share one multi-asset, `sync_streams` (one step): it reads the selected streams
 at once, and as each read lands in the lake it reports the lake asset and an observation of
 the endpoint, merges the stream and reports every table with its checks. The work is in
 sync/stream_step.py; the step is subsettable per asset: selecting only `lake/<stream>` lands
@@ -32,8 +32,6 @@ from centra_pipeline.centra.quirks import TypeDrift
 from centra_pipeline.defs import metadata
 from centra_pipeline.defs.checks import CheckInputs, check_results, check_specs
 from centra_pipeline.defs.keys import (
-    API_LABELS,
-    GROUPS,
     OWNERS,
     SNAPSHOT_KEY,
     SYNC_STEP,
@@ -42,11 +40,11 @@ from centra_pipeline.defs.keys import (
     table_key,
 )
 from centra_pipeline.defs.resources import CentraResource, StorageResource
+from centra_pipeline.defs.specs import source_specs, stream_specs
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse, unmapped_fields
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
-from centra_pipeline.streams.model import META_DESCRIPTIONS, META_TYPES, warehouse_meta
 from centra_pipeline.streams.rows import MissingKey
 from centra_pipeline.sync import stream_step
 from centra_pipeline.sync.plan import ExtractOptions
@@ -101,7 +99,7 @@ def build_sync_asset(freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
     is merged and reported as soon as its read has landed, while the others still read.
     One step instead of one per stream: each step costs a run seconds of start-up and
     events, and in one process the rate limit is one limit (docs/architecture.md)."""
-    specs = [spec for stream in STREAMS.values() for spec in _stream_specs(stream, freshness)]
+    specs = [spec for stream in STREAMS.values() for spec in stream_specs(stream, freshness)]
     checks = [spec for table in TABLES.values() for spec in check_specs(table)]
 
     @dg.multi_asset(
@@ -284,25 +282,6 @@ def _no_retry_for_mistakes() -> Iterator[None]:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-# --- specs -----------------------------------------------------------------------------------
-def source_specs() -> list[dg.AssetSpec]:
-    """The Centra endpoints: read, never written."""
-    return [
-        dg.AssetSpec(
-            source_key(stream),
-            description=f"Centra {API_LABELS[stream.api]} `{stream.endpoint}`: "
-            f"{stream.description.lower()}. Read by the pipeline, never written; every read "
-            "reports an observation (records, requests, retries, seconds), and observing it "
-            "on its own asks for one record.",
-            group_name=GROUPS[stream.api],
-            kinds={"centra", "api"},
-            owners=OWNERS,
-            metadata={"endpoint": stream.endpoint},
-        )
-        for stream in STREAMS.values()
-    ]
-
-
 def build_endpoint_assets() -> dg.AssetsDefinition:
     """The endpoints as observable sources: each sync's read observes its endpoint, and
     "Observe" in the UI probes the selected ones (a request for one record each)."""
@@ -323,69 +302,6 @@ def build_endpoint_assets() -> dg.AssetsDefinition:
                     yield dg.ObserveResult(asset_key=source_key(stream), metadata=seen)
 
     return centra_endpoints
-
-
-def _stream_specs(stream: Stream, freshness: dg.FreshnessPolicy) -> list[dg.AssetSpec]:
-    group = GROUPS[stream.api]
-    lake = dg.AssetSpec(
-        lake_key(stream),
-        deps=[source_key(stream)],
-        description=(
-            f"Every extraction of `{stream.endpoint}` landed as immutable Parquet (zstd): one "
-            f"directory per load under lake/{stream.name}/day=…/load=…, with each record's "
-            "raw JSON and a manifest (window, cursor, counts)."
-        ),
-        group_name=group,
-        kinds={"parquet", "python"},
-        owners=OWNERS,
-        skippable=True,
-    )
-    return [lake, *(_table_spec(stream, table, group, freshness) for table in stream.tables)]
-
-
-def _table_spec(
-    stream: Stream, table: Table, group: str, freshness: dg.FreshnessPolicy
-) -> dg.AssetSpec:
-    deps = [lake_key(stream)]
-    if table.parent:
-        deps.append(table_key(TABLES[table.parent]))
-    return dg.AssetSpec(
-        table_key(table),
-        deps=deps,
-        description=f"{table.description} Source: {table.source}. "
-        f"Primary key: {', '.join(table.primary_key)}.",
-        group_name=group,
-        kinds={"duckdb", "table"},
-        owners=OWNERS,
-        skippable=True,
-        freshness_policy=freshness if table.is_parent else None,
-        metadata={
-            "dagster/column_schema": column_schema(table),
-            "dagster/table_name": f"centra.main.{table.name}",
-        },
-    )
-
-
-def column_schema(table: Table) -> dg.TableSchema:
-    single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
-    columns = [
-        dg.TableColumn(
-            col.name,
-            col.type,
-            description=col.description,
-            constraints=dg.TableColumnConstraints(
-                nullable=not (col.required or col.name in table.primary_key),
-                unique=col.name == single_pk,
-            ),
-        )
-        for col in table.columns
-    ]
-    columns += [
-        dg.TableColumn(m, META_TYPES[m], description=META_DESCRIPTIONS.get(m, ""))
-        for m in warehouse_meta(table)
-    ]
-    constraints = dg.TableConstraints(other=[f"primary key ({', '.join(table.primary_key)})"])
-    return dg.TableSchema(columns=columns, constraints=constraints)
 
 
 def build_snapshot_asset() -> dg.AssetsDefinition:

@@ -34,7 +34,7 @@ def table_key(table: Table) -> dg.AssetKey:
 
 
 # The one step that reads and merges every stream (defs/assets.py).
-SYNC_STEP = "centra_sync"
+SYNC_STEP = "sync_streams"
 # Which stream each lake and table asset belongs to, by asset key path.
 STREAM_OF_ASSET: dict[tuple[str, ...], str] = {
     **{tuple(lake_key(s).path): s.name for s in STREAMS.values()},
