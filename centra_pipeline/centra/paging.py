@@ -51,8 +51,9 @@ whenever the answer was fetched. If records left or arrived so that the anchor i
 expected, the read steps back as it would have, with requests made now, and what was
 fetched ahead is dropped. Ahead-of-time answers can only make the read faster or cost a few
 wasted requests (at most `connections` at the end of a read, and after each change found);
-never a skipped or doubled record. Short responses start nothing ahead, so small
-incremental reads make the same requests as before.
+never a skipped or doubled record. A read goes as far ahead as full pages have come in a
+row (one after the first, two after the second, up to `connections`), so a read of one or
+two pages makes the same requests as before, and a long one soon uses every connection.
 
 The algorithms here decide what to ask for; a `fetch` callable given by the API client does
 the asking. A read that had to step back logs it at INFO: the store changed under it. Nothing
@@ -136,7 +137,7 @@ def _numbered(
     ahead: Ahead | None,
 ) -> Iterator[Page]:
     pages = PageCounter(endpoint)
-    number = 1
+    number, streak = 1, 0
 
     def params_of(n: int) -> dict[str, Any]:
         return {**filters, "limit": limit, "page": n}
@@ -145,10 +146,10 @@ def _numbered(
         params = params_of(number)
         envelope, records, response = fetch(_Params(params))
         has_more = bool(envelope.get("next")) and bool(records)
-        if ahead is not None and has_more and len(records) >= limit:
-            ahead.expect(
-                (_Params(params_of(n)),) for n in range(number + 1, number + 1 + ahead.connections)
-            )
+        streak = streak + 1 if has_more and len(records) >= limit else 0
+        if ahead is not None and streak:
+            depth = min(streak, ahead.connections)  # as in _AnchoredRead._expected_after
+            ahead.expect((_Params(params_of(n)),) for n in range(number + 1, number + 1 + depth))
         yield pages.page(params, response, records, received=len(records), has_more=has_more)
         if not has_more:
             return
@@ -213,6 +214,7 @@ class _AnchoredRead:
     widest: int = 0  # the most records one response held: the server's page, as far as we know
     ahead: Ahead | None = None  # makes the requests an unchanged set would get next, early
     last_received: int = 0  # records in the previous response
+    full_streak: int = 0  # full responses in a row
 
     def __post_init__(self) -> None:
         self.counter = PageCounter(self.endpoint)
@@ -260,11 +262,15 @@ class _AnchoredRead:
         record of the one before, `limit + 1` wide. Only after a full response (or one as
         wide as the last: a server that clamps the limit); a short one is likely the end,
         and requests past the end would be waste."""
-        if received < 2 or (received != asked and received != self.last_received):
+        full = received >= 2 and (received == asked or received == self.last_received)
+        self.full_streak = self.full_streak + 1 if full else 0
+        if not full or self.ahead is None:
             return
         step = self.limit if received == asked else received - 1
         start = offset + received - 1
-        for n in range(self.ahead.connections if self.ahead else 0):
+        # As far ahead as full pages have come in a row, up to the connections: a read of a
+        # page or two wastes nothing past its end, a long one soon uses every connection.
+        for n in range(min(self.full_streak, self.ahead.connections)):
             yield (start + n * step, self.limit + 1)
 
     def _page(self, reply: _Reply, *, has_more: bool) -> Page:

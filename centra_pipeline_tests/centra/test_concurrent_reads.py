@@ -75,12 +75,20 @@ def test_every_endpoint_reads_the_same_on_four_connections(
         assert one <= four <= one + 4, (name, one, four)
 
 
-def test_a_short_read_makes_no_request_ahead(emu: Emulator, clients) -> None:
-    """An incremental read that fits in one page costs what it did: one page and the end."""
-    api = clients.order(emu, config=FOUR, page_size=1000)
+@pytest.mark.parametrize("page_size", [1000, 146, 100])
+def test_a_read_of_a_page_or_two_makes_no_request_ahead(
+    emu: Emulator, clients, page_size: int
+) -> None:
+    """An incremental read of one or two pages costs what it did sequentially: read-ahead
+    goes as far as full pages have come in a row."""
+    one = clients.order(emu, config=ONE, page_size=page_size)
+    four = clients.order(emu, config=FOUR, page_size=page_size)
     before = served(emu)
-    assert len(ids(api.iter_orders(), "orderId")) == 146
-    assert served(emu) - before == 2
+    expected = ids(one.iter_orders(), "orderId")
+    sequential = served(emu) - before
+    before = served(emu)
+    assert ids(four.iter_orders(), "orderId") == expected
+    assert served(emu) - before == sequential
 
 
 # --- the store changes during the read -----------------------------------------------------
