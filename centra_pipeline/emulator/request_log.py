@@ -1,6 +1,7 @@
 """When each API request arrived: what a client's rate limit is judged by.
 
-The emulator keeps the arrival time (wall clock) of the newest requests per API and serves
+The emulator keeps the arrival time (wall clock, as the kernel received the request's first
+bytes: server.py) of the newest requests per API and serves
 them at `GET /_emulator/requests`, with the most that arrived in any one second, so a test or
 benchmark can check from the server's side that a client never exceeds its limit.
 """
@@ -31,8 +32,9 @@ class RequestLog:
         self._lock = threading.Lock()
         self._arrivals: dict[str, deque[float]] = {api: deque(maxlen=KEPT) for api in APIS}
 
-    def arrived(self, api: str) -> None:
-        stamp = time.time()
+    def arrived(self, api: str, stamp: float | None = None) -> None:
+        """A request to `api` arrived at `stamp` (epoch seconds; default now)."""
+        stamp = time.time() if stamp is None else stamp
         with self._lock:
             self._arrivals[api].append(stamp)
 

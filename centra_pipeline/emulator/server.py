@@ -23,6 +23,52 @@ from .responses import Response
 
 log = logging.getLogger(__name__)
 _MAX_BODY = 10 * 1024 * 1024
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module does not name it.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+
+
+class _ArrivalReader(io.RawIOBase):
+    """The connection's bytes, with the time the kernel received the first bytes of each
+    request (SO_TIMESTAMPNS): when a request arrived, not when a busy emulator's handler
+    thread got round to reading it. The emulator is one Python process serving both APIs;
+    under load its threads wait for the GIL, and stamps taken by them bunch up where the
+    requests did not (the request log would then judge a client by the emulator's delays).
+    Where the kernel gives no stamp, the time of the read stands in."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._stamped = True
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            self._stamped = False
+        self.arrival: float | None = None  # of the request being read; None: the next read's
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if not self._stamped:
+            n = self._conn.recv_into(buffer)
+            if n and self.arrival is None:
+                self.arrival = time.time()
+            return n
+        data, ancillary, _, _ = self._conn.recvmsg(len(buffer), socket.CMSG_SPACE(16))
+        n = len(data)
+        buffer[:n] = data
+        if n and self.arrival is None:
+            self.arrival = time.time()
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
+                    self.arrival = seconds + nanoseconds / 1e9
+        return n
+
+    def take_arrival(self) -> float:
+        """The arrival of the request just read; the next read starts the next request."""
+        arrival, self.arrival = self.arrival, None
+        return time.time() if arrival is None else arrival
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -73,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
         # client's delayed ACK adds ~40 ms to every keep-alive response.
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.arrivals = _ArrivalReader(self.connection)
+        self.rfile = io.BufferedReader(self.arrivals)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -128,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except (ValueError, OSError):
             body = None
+        arrival = self.arrivals.take_arrival()  # after the body: its reads are this request's
         if body is None:
             self.close_connection = True
             self._send(Response(400, b'{"error":"unreadable request body"}'))
@@ -135,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             area = app.area(path)
             if area in ("order", "shop"):
-                app.request_log.arrived(area)
+                app.request_log.arrived(area, arrival)
                 fault = app.before_api()
                 if fault == "reset":
                     self._reset()
