@@ -268,6 +268,13 @@ class Warehouse:
             compare,
         )
 
+    def window_index(self, stream: str, newer_than: datetime, *, compare: bool = True) -> KeyIndex:
+        """Keys and hashes of the rows an incremental window from `newer_than` reads back
+        (dated from it on; the stream's open-records date column), to land only what
+        changed. None is expected back: a window read marks nothing missing."""
+        column = quote_ident(_open_records(stream).date_column)
+        return self._key_index(stream, f"{column} >= ?", [newer_than], "false", [], compare)
+
     def _key_index(
         self,
         stream: str,

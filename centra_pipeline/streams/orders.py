@@ -2,7 +2,8 @@
 
 How it is read:
 - incremental: `newer_than` = cursor − lookback (CENTRA_ORDERS_LOOKBACK_DAYS, default 7), the
-  cursor being the newest `orderDate` read (naive store-local time). The Order API has no
+  cursor being the newest `orderDate` read (naive store-local time); of the orders read,
+  only those new or changed since the warehouse's copy are landed. The Order API has no
   "modified since" filter for orders, so changes to older orders come through webhooks: every
   orders read also re-reads, by number, the orders of webhook events no load has applied yet
   (sync/inbox_reads.py);
@@ -35,6 +36,7 @@ from centra_pipeline.streams.model import (
     c,
     list_children,
 )
+from centra_pipeline.sync.open_reads import compare_with_warehouse
 from centra_pipeline.sync.plan import ExtractOptions, ReadContext, ReadPlan, backfill_window
 
 # Statuses after which an order no longer changes (completed orders are archived later).
@@ -283,7 +285,16 @@ def plan(ctx: ReadContext, options: ExtractOptions, cursor: str | None) -> ReadP
         window = {}
     assert ctx.order_api is not None
     pages = prefetch(ctx.order_api.iter_orders(**window, page_size=options.page_size))
-    return ReadPlan(window, pages, cursor_field="orderDate")
+    index = None
+    if "newer_than" in window and options.mode != "backfill":
+        # The lookback re-reads a week of orders every run; only the new and changed ones
+        # are landed (compared with the warehouse's key/hash index).
+        index = ctx.warehouse.window_index(
+            "orders",
+            parse_local_datetime(window["newer_than"], ctx.tz),
+            compare=compare_with_warehouse(ctx, STREAM),
+        )
+    return ReadPlan(window, pages, cursor_field="orderDate", index=index)
 
 
 def orders_before(ctx: ReadContext, numbers: list[int], newer_than: str) -> list[int]:
