@@ -288,15 +288,16 @@ class _ReadState:
 def _to_land(
     plan: ReadPlan, stream: Stream, records: list[RawRecord], seen_keys: set[Any]
 ) -> list[RawRecord]:
-    """The records of a page the plan lands: a reconciliation or the catalogue land only
-    what differs from the warehouse. Keys the plan expects back are noted as seen."""
+    """The records of a page the plan lands: a reconciliation, an incremental window or the
+    catalogue land only what differs from the warehouse. Keys the plan expects back are
+    noted as seen, landed or not."""
+    if plan.expected_keys is not None:  # returned, whether landed or not
+        seen_keys.update(stream.key(r.obj) for r in records)
     if plan.index is not None:
         flags = plan.index.changed(
             [stream.key(r.obj) for r in records], [record_hash(r.raw) for r in records]
         )
         records = [r for r, changed in zip(records, flags, strict=True) if changed]
-    if plan.expected_keys is not None:
-        seen_keys.update(stream.key(r.obj) for r in records)
     if plan.known_hashes is not None:
         known = plan.known_hashes
         records = [r for r in records if known.get(stream.key(r.obj)) != record_hash(r.raw)]
@@ -305,11 +306,11 @@ def _to_land(
 
 def _not_returned(plan: ReadPlan, seen_keys: set[Any]) -> list[Any]:
     """Keys the plan expected back that Centra did not return (they are marked missing)."""
-    if plan.index is not None:
-        return plan.index.unseen()
+    missing = plan.index.unseen() if plan.index is not None else []
     if plan.expected_keys is not None:
-        return [k for k in plan.expected_keys() if k not in seen_keys]
-    return []
+        known = set(missing)
+        missing += [k for k in plan.expected_keys() if k not in seen_keys and k not in known]
+    return missing
 
 
 def _max_field(records: list[RawRecord], field_name: str, current: str | None) -> str | None:

@@ -73,7 +73,7 @@ def with_inbox(
     plan.window["inbox_orders"] = len(numbers)
     if numbers:
         plan.pages = itertools.chain(plan.pages, lookups(tuple(numbers), lookup))
-        if plan.expected_keys is None and plan.index is None:
+        if plan.expected_keys is None:
             # An order Centra no longer returns (a `delete` event, a status the plugin
             # hides) is marked missing, as a sensor refresh would.
             plan.expected_keys = lambda: numbers
