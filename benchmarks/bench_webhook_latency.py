@@ -1,10 +1,15 @@
 """Webhook-to-warehouse latency with the real Dagster daemon (`centra-pipeline dev`).
 
-    uv run python benchmarks/bench_webhook_latency.py [--changes 5] [--rounds 5]
+    uv run python benchmarks/bench_webhook_latency.py [--changes 5] [--rounds 5] [--pause 30]
 
 Starts the live setup (emulator → receiver → inbox → daemon sensor → refresh run) in a temp
 data directory, then repeatedly changes old orders in the emulator and measures the time until
-the analyst snapshot shows Centra's new state of every changed order.
+the analyst snapshot shows Centra's new state of every changed order. Rounds start `--pause`
+seconds after the previous one ended (default: CENTRA_REFRESH_MIN_INTERVAL_SECONDS), so each
+measures a change after a quiet period; `bench_refresh_runs.py` measures a continuous stream.
+
+`live_dev` (the live setup, with the project's Dagster instance settings in a throw-away
+DAGSTER_HOME) is shared with bench_refresh_runs.py.
 """
 
 from __future__ import annotations
@@ -22,10 +27,18 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import yaml
 from harness import ROOT, machine, write_result
+
+from centra_pipeline.settings import ENV_REFRESH_MIN_INTERVAL, Settings
+
+NEVER = "0 0 1 1 *"  # a sync cron that does not fire during a benchmark
 
 
 def free_port() -> int:
@@ -64,20 +77,56 @@ def statuses(snapshot: Path, numbers: list[int]) -> dict[int, str]:
         con.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--changes", type=int, default=5, help="orders changed per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+@dataclass
+class Live:
+    """A running `centra-pipeline dev`: where its data and Dagster instance live, and the
+    emulator's URLs and Order API key."""
+
+    tmp: Path
+    emulator: str
+    order_api: str
+    key: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "data"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.tmp / "dagster"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.data_dir / "centra.duckdb"
+
+    def tick(self, **counts: int) -> dict:
+        return http_json(f"{self.emulator}/_emulator/tick", "POST", counts)
+
+
+def instance_settings(dagster_home: Path) -> None:
+    """The project's dagster.yaml (run queue, one warehouse writer at a time, retries) with
+    its storage in `dagster_home` instead of the project's data/dagster."""
+    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    for key in ("storage", "local_artifact_storage", "compute_logs"):
+        config.pop(key, None)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+
+@contextmanager
+def live_dev(orders: int, env: dict[str, str] | None = None) -> Iterator[Live]:
+    """`centra-pipeline dev` in a temp directory, without emulator ticks or scheduled syncs
+    (a sync would queue the refreshes behind it); stopped with SIGINT on the way out."""
     tmp = Path(tempfile.mkdtemp())
-    (tmp / "dagster").mkdir()
-    (tmp / "dagster" / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n"
-        "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
-    )
+    instance_settings(tmp / "dagster")
     ports = {name: free_port() for name in ("ui", "webhook", "emulator")}
-    env = {**os.environ, "CENTRA_DATA_DIR": str(tmp / "data"), "DAGSTER_HOME": str(tmp / "dagster")}
+    env = {
+        **os.environ,
+        "CENTRA_DATA_DIR": str(tmp / "data"),
+        "DAGSTER_HOME": str(tmp / "dagster"),
+        **(env or {}),
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -85,7 +134,7 @@ def main() -> None:
             "centra_pipeline.cli",
             "dev",
             "--orders",
-            str(args.orders),
+            str(orders),
             "--tick-every",
             "0",
             "--ui-port",
@@ -94,9 +143,8 @@ def main() -> None:
             str(ports["webhook"]),
             "--emulator-port",
             str(ports["emulator"]),
-            # No scheduled sync during the measurement: it would queue the refreshes behind it.
             "--sync-cron",
-            "0 0 1 1 *",
+            NEVER,
         ],
         cwd=ROOT,
         env=env,
@@ -116,29 +164,52 @@ def main() -> None:
                 ready.set()
 
     threading.Thread(target=read, daemon=True).start()
-    latencies = []
     try:
-        if not ready.wait(300):
+        if not ready.wait(600):
             raise RuntimeError("dev did not start:\n" + "".join(lines[-40:]))
         text = "".join(lines)
-        key = re.search(r"CENTRA_ORDER_API_KEY=(\S+)", text).group(1)
-        order_api = re.search(r"CENTRA_ORDER_API_URL=(\S+)", text).group(1)
-        base = f"http://127.0.0.1:{ports['emulator']}"
-        snapshot = tmp / "data" / "centra.duckdb"
+        yield Live(
+            tmp=tmp,
+            emulator=f"http://127.0.0.1:{ports['emulator']}",
+            order_api=re.search(r"CENTRA_ORDER_API_URL=(\S+)", text).group(1),
+            key=re.search(r"CENTRA_ORDER_API_KEY=(\S+)", text).group(1),
+            lines=lines,
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--changes", type=int, default=5, help="orders changed per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    interval = Settings.from_env().refresh_min_interval_seconds
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=interval,
+        help=f"seconds between rounds (default {ENV_REFRESH_MIN_INTERVAL}, {interval:g})",
+    )
+    args = parser.parse_args()
+    latencies = []
+    with live_dev(args.orders) as live:
         for round_no in range(args.rounds):
-            changed = http_json(f"{base}/_emulator/tick", "POST", {"updated_orders": args.changes})[
-                "updated_order_ids"
-            ]
+            if round_no:
+                time.sleep(args.pause)
+            changed = live.tick(updated_orders=args.changes)["updated_order_ids"]
             started = time.monotonic()
             expected = {}
             for number in changed:
                 body = http_json(
-                    f"{order_api}/orders?order={number}", headers={"API-Authorization": key}
+                    f"{live.order_api}/orders?order={number}",
+                    headers={"API-Authorization": live.key},
                 )
                 if body["orders"]:
                     expected[number] = body["orders"][0]["orderStatus"]
             while time.monotonic() - started < 120:
-                seen = statuses(snapshot, list(expected))
+                seen = statuses(live.snapshot, list(expected))
                 if all(seen.get(n) == s for n, s in expected.items()):
                     break
                 time.sleep(0.25)
@@ -149,12 +220,10 @@ def main() -> None:
                 f"round {round_no + 1}: {len(expected)} orders refreshed in {latencies[-1]} s",
                 flush=True,
             )
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
     result = {
         "orders_in_store": args.orders,
         "changes_per_round": args.changes,
+        "pause_seconds": args.pause,
         "latencies_seconds": latencies,
         "p50": statistics.median(latencies),
         "max": max(latencies),
@@ -163,9 +232,12 @@ def main() -> None:
         [
             "# Webhook-to-warehouse latency (real Dagster daemon)",
             "",
-            f"Machine: {machine()}. `centra-pipeline dev` with {args.orders:,} orders; each round "
-            f"changes {args.changes} old orders in the emulator and waits until centra.duckdb "
-            "shows their new state.",
+            f"Machine: {machine()}. `centra-pipeline dev` with {args.orders:,} orders and the "
+            "project's Dagster instance settings; each round changes "
+            f"{args.changes} old orders in the emulator and waits until centra.duckdb shows "
+            f"their new state. Rounds start {args.pause:g} s after the previous one ended, so "
+            "each measures a change after a quiet period (a refresh run starts at once); a "
+            "continuous stream of changes is in refresh_runs.md.",
             "",
             f"p50 {result['p50']} s, max {result['max']} s over {len(latencies)} rounds: "
             f"{latencies}.",

@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 
 from centra_pipeline.definitions import defs
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
+from centra_pipeline.defs import sensors
+from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, refresh_run_config
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline_tests.conftest import (
     Pipeline,
@@ -77,11 +78,20 @@ def test_a_sync_applies_the_webhooks_stored_while_no_daemon_ran(live, data_dir: 
         r[0]
         for r in pipeline.warehouse.query("SELECT order_id FROM main.orders")
     )
-    # The sensor, running later, finds the events applied: its run re-reads nothing.
+    # The sensor, running later, finds the events applied: it starts no run, and moves its
+    # cursor past them.
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(instance).run_requests
+        result = evaluate(instance)
+        assert not result.run_requests
+        assert "applied already" in str(result.skip_message)
+        assert sensors.read_cursor(result.cursor, inbox.inbox_id) == inbox.max_seq()
+        # A run requested while a sync held the warehouse (the sensor could not read the
+        # watermark then) finds out for itself: it re-reads nothing.
         run = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME).execute_in_process(
-            run_config=request.run_config, instance=instance
+            run_config={
+                "ops": refresh_run_config(sorted(changes["updated_order_ids"]), inbox.max_seq())
+            },
+            instance=instance,
         )
         assert run.success
     refresh = sorted(Lake(data_dir / "lake").loads("orders"), key=lambda m: m.load_id)[-1]
@@ -89,7 +99,11 @@ def test_a_sync_applies_the_webhooks_stored_while_no_daemon_ran(live, data_dir: 
     assert_applied_exactly_once(data_dir, inbox.max_seq())
 
 
-def test_the_sensor_and_syncs_racing_apply_every_event_exactly_once(live, data_dir) -> None:
+def test_the_sensor_and_syncs_racing_apply_every_event_exactly_once(
+    live, data_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No minimum interval: every tick with events may request a run, to race the syncs.
+    monkeypatch.setenv("CENTRA_REFRESH_MIN_INTERVAL_SECONDS", "0")
     emu, inbox = live
     pipeline = Pipeline(emu, data_dir)
     pipeline.sync(["orders"])

@@ -17,6 +17,7 @@ from centra_pipeline.centra.webhook import WebhookEvent
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs import sensors
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
+from centra_pipeline.defs.keys import SYNC_STEP
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.webhooks.inbox import Inbox
@@ -107,12 +108,13 @@ def test_sensor_coalesces_orders_into_one_run_keyed_by_inbox_sequence(inbox_path
         result = evaluate(instance)
         (request,) = result.run_requests
         assert request.job_name == ORDER_REFRESH_JOB_NAME
-        config = request.run_config["ops"]["sync_orders"]["config"]
+        config = request.run_config["ops"][SYNC_STEP]["config"]["streams"]["orders"]
         first, last = request.tags["centra_pipeline/inbox_seq"].split("-")
         # The run applies every unapplied event up to the last seq it covers.
         assert config == {"mode": "refresh", "keys": [1005, 1006, 1010], "inbox_through": int(last)}
-        assert request.run_key == f"inbox-{first}-{last}"
-        assert sensors.read_cursor(result.cursor, Inbox(inbox_path).inbox_id) == int(last)
+        inbox_id = Inbox(inbox_path).inbox_id
+        assert request.run_key == f"inbox-{first}-{last}@{inbox_id[:8]}"
+        assert sensors.read_cursor(result.cursor, inbox_id) == int(last)
         # The same tick evaluated again (e.g. after a daemon restart) asks for the same run.
         again = evaluate(instance)
         assert again.run_requests[0].run_key == request.run_key
@@ -125,6 +127,8 @@ def test_sensor_takes_a_bounded_batch_and_never_skips_an_event(
     inbox_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sensors, "MAX_ORDERS_PER_RUN", 2)
+    # No minimum interval between runs: each tick may take the next batch.
+    monkeypatch.setenv("CENTRA_REFRESH_MIN_INTERVAL_SECONDS", "0")
     store_events(
         inbox_path,
         ("order", "update", "1"),
@@ -140,25 +144,35 @@ def test_sensor_takes_a_bounded_batch_and_never_skips_an_event(
             result = evaluate(instance, cursor)
             if not result.run_requests:
                 break
-            keys = result.run_requests[0].run_config["ops"]["sync_orders"]["config"]["keys"]
+            keys = result.run_requests[0].run_config["ops"][SYNC_STEP]["config"]["streams"][
+                "orders"
+            ]["keys"]
             assert len(keys) <= 2
             seen += keys
             cursor = result.cursor
     assert seen == [1, 2, 3, 4]
 
 
-def test_a_replaced_inbox_is_read_from_its_start(inbox_path: Path) -> None:
+def test_a_replaced_inbox_is_read_from_its_start(
+    inbox_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The inbox file was deleted (a new data directory, a reset): its seqs restart at 1, and a
-    cursor from the old inbox must not make the sensor skip them."""
+    cursor from the old inbox must not make the sensor skip them, nor a run key repeat."""
+    monkeypatch.setenv("CENTRA_REFRESH_MIN_INTERVAL_SECONDS", "0")
     store_events(inbox_path, *[("order", "update", str(n)) for n in range(1, 6)])
     with dg.instance_for_test() as instance:
-        cursor = evaluate(instance).cursor
+        first = evaluate(instance)
+        cursor = first.cursor
         inbox_path.unlink()
         for suffix in ("-wal", "-shm"):
             Path(str(inbox_path) + suffix).unlink(missing_ok=True)
-        store_events(inbox_path, ("order", "update", "42"), tag="new")
+        store_events(inbox_path, *[("order", "update", "42")] * 5, tag="new")
         (request,) = evaluate(instance, cursor).run_requests
-        assert request.run_config["ops"]["sync_orders"]["config"]["keys"] == [42]
+        assert request.run_config["ops"][SYNC_STEP]["config"]["streams"]["orders"]["keys"] == [42]
+        # The new inbox's seqs start at 1 again; its run key still differs from the old one's
+        # (the daemon would skip a request whose key an earlier run had).
+        assert request.tags == first.run_requests[0].tags | {"centra_pipeline/order_count": "1"}
+        assert request.run_key != first.run_requests[0].run_key
 
 
 def test_plan_refresh_reports_ids_that_are_not_order_numbers() -> None:
@@ -198,7 +212,7 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
 
             result = evaluate(instance, cursor)
             (request,) = result.run_requests
-            keys = request.run_config["ops"]["sync_orders"]["config"]["keys"]
+            keys = request.run_config["ops"][SYNC_STEP]["config"]["streams"]["orders"]["keys"]
             assert set(keys) == changed
 
             job = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
