@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from centra_pipeline.centra.errors import CentraURLError
 from centra_pipeline.centra.failures import PLUGIN_URL_SHAPE, Failures, Retry
 from centra_pipeline.centra.jsonstream import MalformedJSON
 from centra_pipeline.centra.prefetch import prefetch as prefetch  # the pipeline imports it here
-from centra_pipeline.centra.ratelimit import shared_limiter
+from centra_pipeline.centra.ratelimit import request_sent, shared_limiter
 from centra_pipeline.settings import Secret, Settings
 
 log = logging.getLogger("centra_pipeline.centra")
@@ -119,10 +120,34 @@ def join_url(base_url: str, path: str) -> str:
     return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
 
 
+class _SentHTTPConnection(urllib3.connection.HTTPConnection):
+    """Tells the rate limiter when a request has been written (ratelimit.request_sent)."""
+
+    def send(self, data) -> None:  # type: ignore[override]
+        super().send(data)
+        request_sent()
+
+
+class _SentHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def send(self, data) -> None:  # type: ignore[override]
+        super().send(data)
+        request_sent()
+
+
+class _SentHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _SentHTTPConnection
+
+
+class _SentHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _SentHTTPSConnection
+
+
 def _pooled_session(connections: int) -> requests.Session:
-    """A session that keeps up to `connections` connections per host open for reuse."""
+    """A session that keeps up to `connections` connections per host open for reuse, on
+    connections that report each request's send to the rate limiter."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, connections))
+    adapter.poolmanager.pool_classes_by_scheme = {"http": _SentHTTPPool, "https": _SentHTTPSPool}
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -234,10 +259,10 @@ class CentraSession:
 
     def _send(self, method: str, url: str, *, params, json_body) -> Response:
         waited = self.limiter.acquire()
-        if waited:
-            self.stats.count_wait(waited)
-        fetched_at = datetime.now(UTC)
         try:
+            if waited:
+                self.stats.count_wait(waited)
+            fetched_at = datetime.now(UTC)
             raw = self._http.request(
                 method,
                 url,
@@ -248,6 +273,8 @@ class CentraSession:
             content = raw.content  # reads the whole body; a short read raises here
         except requests.exceptions.RequestException as exc:
             raise self._failures.of_transport(exc) from None
+        finally:
+            self.limiter.done()
         self.stats.count_request(len(content))
         text = content.decode(raw.encoding or "utf-8", errors="replace")
         return Response(

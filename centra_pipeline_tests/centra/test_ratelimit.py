@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ import requests
 
 from centra_pipeline.centra.http import CentraSession
 from centra_pipeline.centra.order_api import OrderApi
-from centra_pipeline.centra.ratelimit import WINDOW_MARGIN, RateLimiter, shared_limiter
+from centra_pipeline.centra.ratelimit import (
+    SEND_GRACE,
+    WINDOW_MARGIN,
+    RateLimiter,
+    request_sent,
+    shared_limiter,
+)
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.emulator.request_log import busiest_window
@@ -91,6 +98,73 @@ def test_a_throttle_that_arrives_while_a_thread_waits_holds_it_too() -> None:
     limiter.hold(2.0)  # told while it sleeps towards its slot
     waiter.join()
     assert time.monotonic() - started >= 2.2 - 0.01
+
+
+def test_a_request_sent_late_holds_back_the_ones_after_it() -> None:
+    """Between taking its start and writing its bytes a thread may wait (the GIL, behind
+    threads parsing pages): the window counts sends, so a late send never lands in the same
+    second as the next `rate` requests. Eight threads, each sending up to 0.3 s after its
+    start; judged by the send times, no second holds more than the rate."""
+    rate = 10
+    limiter = RateLimiter(rate)
+    sends: list[float] = []
+    lock = threading.Lock()
+    rng = random.Random(3)
+    delays = [rng.uniform(0, 0.3) for _ in range(60)]
+
+    def worker(mine: list[float]) -> None:
+        for delay in mine:
+            limiter.acquire()
+            time.sleep(delay)
+            with lock:
+                sends.append(time.monotonic())
+            request_sent()
+            limiter.done()
+
+    threads = [threading.Thread(target=worker, args=(delays[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sends) == 60
+    assert busiest_window(sends) <= rate
+
+
+def test_a_start_whose_thread_went_away_unreported_holds_the_others_up_only_briefly() -> None:
+    limiter = RateLimiter(2)
+    gone = threading.Thread(target=limiter.acquire)  # starts, never sends nor ends
+    gone.start()
+    gone.join()
+    limiter.acquire()
+    limiter.done()
+    began = time.monotonic()
+    limiter.acquire()  # the third start waits on the first: at most SEND_GRACE + a window
+    assert time.monotonic() - began <= SEND_GRACE + limiter.window + 0.5
+    limiter.done()
+
+
+def test_a_connection_of_the_session_reports_when_it_sent(fresh: Emulator) -> None:
+    """The session's connections tell the limiter the moment a request was written, before
+    its answer came back."""
+    limiter = RateLimiter(100)
+    session = CentraSession(fresh.order_api_url, ORDER_KEY, api_name="Order API", config=fast())
+    session.limiter = limiter
+    seen: list[bool] = []
+    real = limiter._sent
+
+    def spy(start) -> None:
+        seen.append(start.sent)
+        real(start)
+
+    limiter._sent = spy  # type: ignore[method-assign]
+    response = session._send(
+        "GET", f"{fresh.order_api_url}/orders", params={"limit": 1}, json_body=None
+    )
+    assert response.status == 200
+    (start,) = limiter._starts
+    assert start.sent
+    # The first report came from the connection's write; `done` found it sent already.
+    assert seen[0] is False and all(seen[1:])
 
 
 def test_rate_must_be_positive() -> None:
