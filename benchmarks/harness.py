@@ -56,7 +56,9 @@ class Emulator:
 
 
 @contextmanager
-def emulator(orders: int, customers: int, products: int, returns: int, seed: int = 7):
+def emulator(
+    orders: int, customers: int, products: int, returns: int, seed: int = 7, latency_ms: int = 0
+):
     command = [
         sys.executable,
         "-m",
@@ -82,6 +84,8 @@ def emulator(orders: int, customers: int, products: int, returns: int, seed: int
         ORDER_KEY,
         "--shop-api-key",
         SHOP_KEY,
+        "--latency-ms",
+        str(latency_ms),
     ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     base = None
