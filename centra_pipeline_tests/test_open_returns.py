@@ -186,21 +186,6 @@ def test_an_open_return_centra_no_longer_serves_is_left_to_the_reconciliation(
     assert hidden <= gone and reconciled.missing == len(gone)
 
 
-def test_a_pending_load_makes_the_incremental_land_everything_it_reads(
-    pipeline: Pipeline,
-) -> None:
-    """While a landed returns load waits to be merged (a run died in between), comparing
-    with the warehouse alone could let the pending, older version win: land all."""
-    pipeline.sync(["returns"])
-    pipeline.emu.tick(completed_returns=3)
-    pending = pipeline.extract("returns")  # landed, not merged
-    assert 0 < pending.records < pending.records_read  # compared: only the changed ones
-    manifest = pipeline.extract("returns")
-    assert manifest.records == manifest.records_read > 0
-    pipeline.warehouse.merge_loads([pending, manifest])
-    assert pipeline.differences(["returns"]) == {}
-
-
 def test_the_window_is_the_last_range_and_takes_the_open_days_just_before_it() -> None:
     day = date(2026, 3, 1)
 

@@ -1,7 +1,10 @@
 """The incremental orders read: its lookback window is read in full every run, and only the
-orders new or changed since the warehouse's copy are landed (streams/orders.py)."""
+orders new or changed since the warehouse's copy are landed (streams/orders.py); and, for
+it and the open-returns read alike, what happens while a landed load waits to be merged."""
 
 from __future__ import annotations
+
+import pytest
 
 from centra_pipeline_tests.conftest import TZ, Pipeline
 
@@ -52,16 +55,20 @@ def test_an_incremental_lands_exactly_the_new_and_changed_orders_of_its_window(
     assert {k for k, h in before.items() if after[k] != h} == updated
 
 
-def test_a_pending_load_makes_the_incremental_land_every_order_it_reads(
-    pipeline: Pipeline,
+@pytest.mark.parametrize(
+    ("stream", "tick"), [("orders", {"new_orders": 3}), ("returns", {"completed_returns": 3})]
+)
+def test_a_pending_load_makes_the_incremental_land_everything_it_reads(
+    pipeline: Pipeline, stream: str, tick: dict[str, int]
 ) -> None:
-    """While a landed orders load waits to be merged (a run died in between), comparing
-    with the warehouse alone could let the pending, older version win: land all."""
-    pipeline.sync(["orders"])
-    pipeline.emu.tick(new_orders=3)
-    pending = pipeline.extract("orders")  # landed, not merged
-    assert 0 < pending.records < pending.records_read  # compared: only the new ones
-    manifest = pipeline.extract("orders")
+    """Both incremental reads that compare with the warehouse (the orders window, the open
+    returns): while a landed load waits to be merged (a run died in between), comparing with
+    the warehouse alone could let the pending, older version win, so they land all."""
+    pipeline.sync([stream])
+    pipeline.emu.tick(**tick)
+    pending = pipeline.extract(stream)  # landed, not merged
+    assert 0 < pending.records < pending.records_read  # compared: only the changed ones
+    manifest = pipeline.extract(stream)
     assert manifest.records == manifest.records_read > 0
     pipeline.warehouse.merge_loads([pending, manifest])
-    assert pipeline.differences(["orders"]) == {}
+    assert pipeline.differences([stream]) == {}

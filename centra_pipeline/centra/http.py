@@ -120,18 +120,20 @@ def join_url(base_url: str, path: str) -> str:
     return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
 
 
-class _SentHTTPConnection(urllib3.connection.HTTPConnection):
+class _ReportsSend:
     """Tells the rate limiter when a request has been written (ratelimit.request_sent)."""
 
-    def send(self, data) -> None:  # type: ignore[override]
-        super().send(data)
+    def send(self, data) -> None:
+        super().send(data)  # type: ignore[misc]
         request_sent()
 
 
-class _SentHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def send(self, data) -> None:  # type: ignore[override]
-        super().send(data)
-        request_sent()
+class _SentHTTPConnection(_ReportsSend, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _SentHTTPSConnection(_ReportsSend, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _SentHTTPPool(urllib3.HTTPConnectionPool):

@@ -34,7 +34,6 @@ marked `_missing_since` in the warehouse rather than deleted (see docs/webhooks.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from dataclasses import dataclass
@@ -297,19 +296,10 @@ def applied_through(warehouse_path: Path, inbox_id: str) -> int | None:
     and the run then requested finds out for itself."""
     if not warehouse_path.exists():
         return None
-    warehouse = Warehouse(warehouse_path, lock_timeout=0)
-    with open(warehouse.lock_path, "a+") as probe:
-        try:
-            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        try:
-            # Shared locks coexist, so the warehouse's own shared lock is granted at once.
-            return warehouse.inbox_applied(inbox_id)
-        except (WarehouseBusy, duckdb.Error, OSError):
-            return None
-        finally:
-            fcntl.flock(probe, fcntl.LOCK_UN)
+    try:
+        return Warehouse(warehouse_path, lock_timeout=0).inbox_applied(inbox_id)
+    except (WarehouseBusy, duckdb.Error, OSError):
+        return None
 
 
 def refresh_request(

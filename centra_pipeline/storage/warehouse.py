@@ -85,6 +85,10 @@ class Warehouse:
             try:
                 fcntl.flock(handle, mode | fcntl.LOCK_NB)
             except BlockingIOError:
+                if self.lock_timeout <= 0:  # a caller that does not wait (the sensor)
+                    raise WarehouseBusy(
+                        f"the warehouse is locked by another run ({self.lock_path})"
+                    ) from None
                 log.info(
                     "warehouse %s is in use by another run; waiting for it to finish",
                     "writer lock" if exclusive else "read lock",
