@@ -184,7 +184,7 @@ class OrderTable:
         cat = self.catalog
         nlines = (1 + pick_weighted(h.uniform(ix, "order/nlines"), _LINE_WEIGHTS)).tolist()
         n_regular = len(cat.regular_items)
-        regular = np.asarray(cat.regular_items, dtype=np.int64)
+        regular = cat.regular_item_array
         items, qtys = [], []
         for j in range(MAX_LINES):
             slot = ix * 8 + j
@@ -193,30 +193,34 @@ class OrderTable:
         bundles = cat.bundle_items
         if bundles:
             has = h.uniform(ix, "order/bundle?") < 0.04
-            pick = np.asarray(bundles, dtype=np.int64)[h.below(ix, "order/bundle", len(bundles))]
+            pick = cat.bundle_item_array[h.below(ix, "order/bundle", len(bundles))]
             bundle = np.where(has, pick, -1).tolist()
         else:
             bundle = [-1] * ix.size
         return LineColumns(nlines, items, qtys, bundle)
 
-    def lines(self, index: int) -> list[Line]:
-        """Top-level lines of one order with unit prices, as rendered (used by returns)."""
-        columns = self.line_columns(np.asarray([index], dtype=np.int64))
+    def lines(self, indices: list[int]) -> list[list[Line]]:
+        """Top-level lines of each order at `indices` with unit prices, as rendered (used by
+        returns; one draw for the whole page)."""
+        columns = self.line_columns(np.asarray(indices, dtype=np.int64))
+        return [self._lines_of(index, columns, k) for k, index in enumerate(indices)]
+
+    def _lines_of(self, index: int, columns: LineColumns, k: int) -> list[Line]:
         market_i = int(self.market[index])
         vat = VAT[self.customers.base(int(self.customer[index])).country]
         auto = auto_discount_pct(self.hasher.scalar(index, "order/auto-discount"))
         number = FIRST_ORDER_NUMBER + index
         out = []
-        for j, item in enumerate(columns.chosen(0)):
+        for j, item in enumerate(columns.chosen(k)):
             _original, _campaign, price = self.unit_prices(item, market_i, auto)
             out.append(
                 Line(
                     line_id=number * 10 + j + 1,
                     item=item,
-                    qty=columns.qtys[j][0],
+                    qty=columns.qtys[j][k],
                     unit_price=price,
                     unit_tax=vat_share(price, vat),
-                    is_bundle=columns.bundle[0] >= 0 and j == 0,
+                    is_bundle=columns.bundle[k] >= 0 and j == 0,
                 )
             )
         return out

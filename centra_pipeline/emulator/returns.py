@@ -76,12 +76,15 @@ class ReturnTable:
         return [FIRST_RETURN_ID + start + k for k in range(count)]
 
     # rendering --------------------------------------------------------------------------
-    def returned_lines(self, return_index: int) -> list[tuple[Line, int]]:
+    def render_many(self, return_indices: list[int]) -> list[dict[str, object]]:
+        """The returns at `return_indices`, their orders' lines drawn in one go."""
+        order_lines = self.orders.lines([int(self.order_index[i]) for i in return_indices])
+        return [self.render(i, lines) for i, lines in zip(return_indices, order_lines, strict=True)]
+
+    def returned_lines(self, return_index: int, order_lines: list[Line]) -> list[tuple[Line, int]]:
         """(order line, returned quantity) pairs: a non-empty subset of the order's lines."""
         rid = FIRST_RETURN_ID + return_index
-        lines = [
-            ln for ln in self.orders.lines(int(self.order_index[return_index])) if not ln.is_bundle
-        ]
+        lines = [ln for ln in order_lines if not ln.is_bundle]
         h = self.hasher
         picked = [ln for j, ln in enumerate(lines) if h.scalar(rid * 8 + j, "return/line") < 0.5]
         if not picked and lines:
@@ -96,14 +99,17 @@ class ReturnTable:
             out.append((line, qty))
         return out
 
-    def render(self, return_index: int) -> dict[str, object]:
+    def render(self, return_index: int, order_lines: list[Line] | None = None) -> dict[str, object]:
+        """One return; `order_lines` are its order's lines when the caller drew them."""
+        if order_lines is None:
+            order_lines = self.orders.lines([int(self.order_index[return_index])])[0]
         h = self.hasher
         orders = self.orders
         rid = FIRST_RETURN_ID + return_index
         index = int(self.order_index[return_index])
         number = FIRST_ORDER_NUMBER + index
         market = MARKETS[int(orders.market[index])]
-        lines = self.returned_lines(return_index)
+        lines = self.returned_lines(return_index, order_lines)
         tax = sum(line.unit_tax * qty for line, qty in lines)
         fee = h.scalar(rid, "return/fee") < 0.1
         comment_u = h.scalar(rid, "return/comment")

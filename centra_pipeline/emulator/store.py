@@ -234,7 +234,7 @@ class Store:
         return self._cached(("returns", q), compute)
 
     def render_returns(self, indices: np.ndarray) -> list[dict[str, object]]:
-        return [self.returns.render(int(i)) for i in indices]
+        return self.returns.render_many(indices.tolist())
 
     # customers ----------------------------------------------------------------------------
     def query_customers(self, q: CustomerQuery) -> np.ndarray:
