@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import emulator, machine, measured_rss, write_result
+from harness import dagster_home, emulator, machine, measured_rss, write_result
 
 from centra_pipeline.settings import DEFAULT_MAX_RPS
 
@@ -131,8 +131,7 @@ def one_size(
             "CENTRA_DATA_DIR": str(Path(tmp) / "data"),
             "DAGSTER_HOME": str(Path(tmp) / "dagster"),
         }
-        Path(env["DAGSTER_HOME"]).mkdir()
-        Path(env["DAGSTER_HOME"], "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        dagster_home(Path(env["DAGSTER_HOME"]))
 
         fetch = measured_rss(FETCH, env)
         fetched = json.loads(fetch["stdout"])

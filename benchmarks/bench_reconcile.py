@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import emulator, machine, measured_rss, write_result
+from harness import dagster_home, emulator, machine, measured_rss, write_result
 
 CLI = [sys.executable, "-m", "centra_pipeline.cli"]
 OPEN_PASS = [
@@ -71,8 +71,7 @@ def one_store(orders: int, customers: int, products: int, returns: int, rate: st
             "CENTRA_DATA_DIR": str(data),
             "DAGSTER_HOME": str(Path(tmp) / "dagster"),
         }
-        Path(env["DAGSTER_HOME"]).mkdir()
-        Path(env["DAGSTER_HOME"], "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        dagster_home(Path(env["DAGSTER_HOME"]))
 
         def step(name: str, command: list[str]) -> dict:
             started = time.time()

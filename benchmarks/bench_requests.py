@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import RESULTS, emulator, machine, measured_rss, write_result
+from harness import RESULTS, dagster_home, emulator, machine, measured_rss, write_result
 
 from centra_pipeline.settings import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_RPS
 from centra_pipeline.storage.lake import Lake
@@ -145,8 +145,7 @@ def main() -> None:
             "CENTRA_DATA_DIR": str(Path(tmp) / "data"),
             "DAGSTER_HOME": str(Path(tmp) / "dagster"),
         }
-        Path(env["DAGSTER_HOME"]).mkdir()
-        Path(env["DAGSTER_HOME"], "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        dagster_home(Path(env["DAGSTER_HOME"]))
         out["full_sync"] = one_sync(emu, env, "full sync")
         out["incremental_sync"] = one_sync(emu, env, "no-change incremental sync")
     path = write_result("requests", markdown(out), out)

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench_pipeline import FETCH, SYNC, one_tick, run_breakdown, run_seconds
-from harness import ROOT, emulator, machine, measured_rss, write_result
+from harness import ROOT, dagster_home, emulator, machine, measured_rss, write_result
 
 from centra_pipeline.emulator.request_log import busiest_window
 from centra_pipeline.settings import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_RPS
@@ -65,8 +65,11 @@ class Variant:
         self.name = name
         self.code = code
         home = tmp / f"dagster-{name}"
-        home.mkdir()
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        if code is None:
+            dagster_home(home)
+        else:  # an older revision: Dagster's default instance, as its own dagster.yaml had
+            home.mkdir()
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         self.env = {
             **emu_env,
             "CENTRA_MAX_REQUESTS_PER_SECOND": f"{DEFAULT_MAX_RPS:g}",

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import yaml
-from harness import ROOT, machine, write_result
+from harness import ROOT, dagster_home, machine, write_result
 
 from centra_pipeline.settings import ENV_REFRESH_MIN_INTERVAL, Settings
 
@@ -104,22 +103,12 @@ class Live:
         return http_json(f"{self.emulator}/_emulator/tick", "POST", counts)
 
 
-def instance_settings(dagster_home: Path) -> None:
-    """The project's dagster.yaml (run queue, one warehouse writer at a time, retries) with
-    its storage in `dagster_home` instead of the project's data/dagster."""
-    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    for key in ("storage", "local_artifact_storage", "compute_logs"):
-        config.pop(key, None)
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
-
-
 @contextmanager
 def live_dev(orders: int, env: dict[str, str] | None = None) -> Iterator[Live]:
     """`centra-pipeline dev` in a temp directory, without emulator ticks or scheduled syncs
     (a sync would queue the refreshes behind it); stopped with SIGINT on the way out."""
     tmp = Path(tempfile.mkdtemp())
-    instance_settings(tmp / "dagster")
+    dagster_home(tmp / "dagster")
     ports = {name: free_port() for name in ("ui", "webhook", "emulator")}
     env = {
         **os.environ,

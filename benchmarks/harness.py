@@ -137,6 +137,16 @@ def machine() -> str:
     )
 
 
+def dagster_home(path: Path) -> Path:
+    """A DAGSTER_HOME at `path` with the instance a user gets (the project's dagster.yaml:
+    its storage, run queue and retries), storing everything under `path`."""
+    from centra_pipeline.defs.instance_storage import project_instance_settings
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text(project_instance_settings(path))
+    return path
+
+
 def write_result(name: str, markdown: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"

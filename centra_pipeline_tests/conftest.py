@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from centra_pipeline.centra.http import HttpConfig
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
+from centra_pipeline.defs.instance_storage import project_instance_settings
 from centra_pipeline.emulator import Emulator, EmulatorConfig
-from centra_pipeline.settings import Settings, project_root
+from centra_pipeline.settings import Settings
 from centra_pipeline.storage.lake import Lake, LoadManifest
 from centra_pipeline.storage.warehouse import MergeResult, Warehouse
 from centra_pipeline.streams import STREAMS
@@ -69,11 +69,8 @@ def emu() -> Iterator[Emulator]:
 
 def isolated_dagster_home(directory: Path) -> Path:
     """A DAGSTER_HOME with the project's instance settings but its own storage."""
-    config = yaml.safe_load((project_root() / "dagster.yaml").read_text())
-    for key in ("storage", "local_artifact_storage", "compute_logs"):
-        config.pop(key, None)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "dagster.yaml").write_text(yaml.safe_dump(config))
+    (directory / "dagster.yaml").write_text(project_instance_settings(directory))
     return directory
 
 
