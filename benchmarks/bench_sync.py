@@ -134,10 +134,13 @@ def full_vs_bare(orders: int, latency_ms: int) -> dict:
     ):
         variant = Variant("current", Path(tmp), emu.env, None)
         env = {**variant.env}
+        cpu = emu.cpu_seconds()
         fetch = bare_fetch(env)
+        fetch["emulator_cpu_seconds"] = round(emu.cpu_seconds() - cpu, 1)
         print(f"[{orders:,}, +{latency_ms} ms] bare fetch {fetch['seconds']} s", flush=True)
-        since = time.time()
+        since, cpu = time.time(), emu.cpu_seconds()
         full = variant.sync()
+        emulator_cpu = round(emu.cpu_seconds() - cpu, 1)
         seen = busiest(emu, since)
         row = {
             "orders": orders,
@@ -148,6 +151,7 @@ def full_vs_bare(orders: int, latency_ms: int) -> dict:
                 "run_seconds": full["run_seconds"],
                 "peak_rss_mb": round(full["peak_rss_mb"]),
                 "requests": full["requests"],
+                "emulator_cpu_seconds": emulator_cpu,
             },
             "ratio": round(full["seconds"] / fetch["seconds"], 2),
             "emulator_saw": seen,
@@ -222,8 +226,9 @@ def markdown(results: dict) -> str:
     if rows:
         lines += [
             "| orders | added latency | bare fetch (sequential) | full sync | ratio | peak RSS "
-            "| busiest second seen by the emulator (order / shop API) |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| busiest second seen by the emulator (order / shop API) "
+            "| emulator CPU (bare fetch / sync) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in rows:
             seen = r["emulator_saw"]
@@ -231,7 +236,9 @@ def markdown(results: dict) -> str:
                 f"| {r['orders']:,} | {r['latency_ms']} ms | {r['bare_fetch']['seconds']} s | "
                 f"{r['full_sync']['seconds']} s | {r['ratio']}x | "
                 f"{r['full_sync']['peak_rss_mb']} MB | "
-                f"{seen['order']['busiest_second']} / {seen['shop']['busiest_second']} |"
+                f"{seen['order']['busiest_second']} / {seen['shop']['busiest_second']} | "
+                f"{r['bare_fetch'].get('emulator_cpu_seconds', '-')} / "
+                f"{r['full_sync'].get('emulator_cpu_seconds', '-')} s |"
             )
         lines.append("")
     inc = results.get("incremental")

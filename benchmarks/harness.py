@@ -43,6 +43,12 @@ class Emulator:
             "CENTRA_MAX_REQUESTS_PER_SECOND": "1000",
         }
 
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator process has used so far (user + system): on a small machine
+        it shares the cores with the pipeline it serves, which a real Centra does not."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
