@@ -102,3 +102,29 @@ def test_wipe_lets_go_of_the_files_and_storage_works_after(data_dir: Path) -> No
         assert storage.get_records_for_run("run-a").records == []
         storage.store_event(_engine_event("run-a"))
         assert len(storage.get_records_for_run("run-a").records) == 1
+
+
+def test_many_threads_at_once_never_wait_for_a_pooled_connection(data_dir: Path) -> None:
+    """A webserver reads runs from many threads at once; Dagster's own storage has no cap on
+    connections, so the kept engines must not have one either (SQLAlchemy's default pool
+    would make the 16th thread wait 30 s and fail)."""
+    import threading
+
+    with _instance(data_dir.parent / "dagster_home") as instance:
+        storage = instance.run_storage
+        inside = threading.Barrier(20, timeout=10)
+        errors: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with storage.connect():
+                    inside.wait()  # all 20 hold a connection at the same time
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hold) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not errors

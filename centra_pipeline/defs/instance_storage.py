@@ -55,7 +55,10 @@ class _Engines:
         with self._lock:
             engine = self._engines.pop(conn_string, None)
             if engine is None:
-                engine = create_engine(conn_string, connect_args=connect_args)
+                # No cap on connections (beyond 5 kept open, a connection closes on return):
+                # Dagster's own storage has none, and a webserver's many threads must never
+                # wait for a pooled one.
+                engine = create_engine(conn_string, connect_args=connect_args, max_overflow=-1)
             self._engines[conn_string] = engine
             while len(self._engines) > self.keep:
                 _, old = self._engines.popitem(last=False)
