@@ -16,7 +16,6 @@ a bounded number of files open; `wipe` disposes them before Dagster deletes the 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -34,7 +33,12 @@ from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import (
     SqliteScheduleStorage,
 )
 from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from centra_pipeline.settings import project_root
@@ -138,13 +142,10 @@ class KeptEngineSqliteStorage(DagsterSqliteStorage):
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self.base_dir = base_dir
-        self._run_storage = KeptEngineRunStorage.from_local(os.path.join(base_dir, "history", ""))
-        self._event_log_storage = KeptEngineEventLogStorage(
-            os.path.join(base_dir, "history", "runs", "")
-        )
-        self._schedule_storage = SqliteScheduleStorage.from_local(
-            os.path.join(base_dir, "schedules")
-        )
+        # Dagster's own layout functions, so the files stay where `storage: sqlite:` has them.
+        self._run_storage = KeptEngineRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = KeptEngineEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         super(DagsterSqliteStorage, self).__init__()
 
