@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import ClassVar, Self
 
 from centra_pipeline.centra.http import CentraSession, HttpConfig
+from centra_pipeline.centra.prefetch import api_budget
 from centra_pipeline.settings import Secret
 
 
@@ -39,6 +41,12 @@ class PluginClient:
     def connections(self) -> int:
         """How many connections a long read may page with at once (CENTRA_MAX_CONNECTIONS)."""
         return self.session.config.max_connections
+
+    @property
+    def ahead_budget(self) -> threading.BoundedSemaphore:
+        """The slots for pages fetched ahead, shared by every read of this API in the
+        process, so concurrent streams hold `connections` pages ahead between them."""
+        return api_budget(self.session.base_url, self.connections)
 
     def _limit(self, page_size: int | None) -> int:
         """The page size of one read: the caller's, else the client's."""

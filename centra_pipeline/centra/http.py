@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from centra_pipeline.centra.errors import CentraURLError
 from centra_pipeline.centra.failures import PLUGIN_URL_SHAPE, Failures, Retry
 from centra_pipeline.centra.jsonstream import MalformedJSON
+from centra_pipeline.centra.prefetch import Staged
 from centra_pipeline.centra.prefetch import prefetch as prefetch  # the pipeline imports it here
 from centra_pipeline.centra.ratelimit import request_sent, shared_limiter
 from centra_pipeline.settings import Secret, Settings
@@ -226,6 +227,52 @@ class CentraSession:
             except Retry as retry:
                 self._wait_to_retry(retry, endpoint, attempt, time.monotonic() - started)
 
+    def staged(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        parse: Callable[[Response], T],
+        not_found_ok: bool = False,
+        request: Callable[..., dict[str, Any]],
+    ) -> Staged:
+        """`call` as a `prefetch.Staged` fetch: `request(*args)` gives the call's `params`
+        or `json_body`. The send stage makes the call up to its checked response (retries,
+        HTTP errors and all), the finish stage parses it; a body that does not parse is
+        counted as a retry and fetched again with `call`, which parses inside its retries."""
+
+        def whole(*args: Any) -> T:
+            return self.call(
+                method,
+                path,
+                endpoint=endpoint,
+                parse=parse,
+                not_found_ok=not_found_ok,
+                **request(*args),
+            )
+
+        def send(*args: Any) -> Response:
+            return self.call(
+                method,
+                path,
+                endpoint=endpoint,
+                parse=_unparsed,
+                not_found_ok=not_found_ok,
+                **request(*args),
+            )
+
+        def finish(args: tuple, response: Response) -> T:
+            try:
+                return parse(response)
+            except MalformedJSON as exc:
+                retry = self._failures.of_malformed_json(exc, endpoint)
+                self.stats.count_retry(retry.reason)
+                log.warning("%s %s: %s; fetching it again", self.api_name, endpoint, retry.reason)
+                return whole(*args)
+
+        return Staged(whole, send, finish)
+
     def _wait_to_retry(self, retry: Retry, endpoint: str, attempt: int, elapsed: float) -> None:
         """Sleep until the next attempt, or raise when the retry budget would be spent."""
         delay = self._backoff(attempt, retry.retry_after)
@@ -299,3 +346,7 @@ class CentraSession:
         failure = self._failures.of_business_error(payload, endpoint)
         if failure is not None:
             raise failure
+
+
+def _unparsed(response: Response) -> Response:
+    return response

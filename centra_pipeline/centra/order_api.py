@@ -8,7 +8,6 @@ customers and page numbers for products and stock (`paging`), dates for returns
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,8 @@ from centra_pipeline.centra.errors import CentraNotFound
 from centra_pipeline.centra.http import CentraSession, Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_envelope
 from centra_pipeline.centra.page import Page, record_key  # Page: the pipeline imports it here
-from centra_pipeline.centra.paging import FetchParams, numbered_pages, offset_pages
+from centra_pipeline.centra.paging import numbered_pages, offset_pages
+from centra_pipeline.centra.prefetch import Staged
 from centra_pipeline.settings import ENV_ORDER_API_KEY
 
 API_NAME = "Order API"
@@ -54,9 +54,16 @@ class OrderApi(PluginClient):
             parse=_page_parser(endpoint, records_key, self.session),
         )
 
-    def _fetcher(self, path: str, endpoint: str, records_key: str) -> FetchParams:
-        """A GET of `path` with the params a paging algorithm asks for."""
-        return functools.partial(self._get, path, endpoint, records_key)
+    def _fetcher(self, path: str, endpoint: str, records_key: str) -> Staged:
+        """A GET of `path` with the params a paging algorithm asks for (parsed when taken,
+        if it was made ahead: `prefetch.Staged`)."""
+        return self.session.staged(
+            "GET",
+            path,
+            endpoint=endpoint,
+            parse=_page_parser(endpoint, records_key, self.session),
+            request=lambda params: {"params": params},
+        )
 
     def _offset_pages(
         self,
@@ -69,11 +76,20 @@ class OrderApi(PluginClient):
     ) -> Iterator[Page]:
         get = self._fetcher(path, endpoint, records_key)
 
-        def fetch(offset: int, count: int) -> tuple[dict[str, Any], list[RawRecord], Response]:
-            params = {**filters, "limit": count, "offset": offset}
+        def params_of(offset: int, count: int) -> dict[str, Any]:
+            return {**filters, "limit": count, "offset": offset}
+
+        def whole(offset: int, count: int) -> tuple[dict[str, Any], list[RawRecord], Response]:
+            params = params_of(offset, count)
             _, records, response = get(params)
             return params, records, response
 
+        def finish(args: tuple, response: Response):
+            params = params_of(*args)
+            _, records, response = get.finish((params,), response)
+            return params, records, response
+
+        fetch = Staged(whole, lambda offset, count: get.send(params_of(offset, count)), finish)
         return offset_pages(
             fetch,
             api=API_NAME,
@@ -81,6 +97,7 @@ class OrderApi(PluginClient):
             key=record_key(key_field),
             limit=limit,
             connections=self.connections,
+            budget=self.ahead_budget,
         )
 
     def _numbered_pages(
@@ -88,7 +105,12 @@ class OrderApi(PluginClient):
     ) -> Iterator[Page]:
         get = self._fetcher(path, endpoint, "products")
         return numbered_pages(
-            get, endpoint=endpoint, filters=filters, limit=limit, connections=self.connections
+            get,
+            endpoint=endpoint,
+            filters=filters,
+            limit=limit,
+            connections=self.connections,
+            budget=self.ahead_budget,
         )
 
     # --- orders ------------------------------------------------------------------------

@@ -57,13 +57,15 @@ two pages makes the same requests as before, and a long one soon uses every conn
 
 The algorithms here decide what to ask for; a `fetch` callable given by the API client does
 the asking. A read that had to step back logs it at INFO: the store changed under it. Nothing
-here holds more than `connections` pages (plus one prefetched page) in memory: offset reads
-keep only the keys of the last two pages.
+here holds more than `connections` pages (plus one prefetched page) in memory, and the reads
+of one API share one budget of `connections` answers fetched ahead (`prefetch.Ahead`); offset
+reads keep only the keys of the last two pages.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +92,7 @@ def offset_pages(
     key: Callable[[RawRecord], str],
     limit: int,
     connections: int = 1,
+    budget: threading.Semaphore | None = None,
 ) -> Iterator[Page]:
     """Anchored offset paging (both APIs; see the module docstring).
 
@@ -105,6 +108,7 @@ def offset_pages(
     return _read_ahead(
         fetch,
         connections,
+        budget,
         lambda ahead: _AnchoredRead(
             ahead, api=api, endpoint=endpoint, key=key, limit=limit, ahead=ahead
         ).pages(),
@@ -118,6 +122,7 @@ def numbered_pages(
     filters: dict[str, Any],
     limit: int,
     connections: int = 1,
+    budget: threading.Semaphore | None = None,
 ) -> Iterator[Page]:
     """Products and stock: `page` numbers while the response has a `next` link. With
     `connections` > 1, after a full page with a `next` link the following page numbers are
@@ -125,7 +130,10 @@ def numbered_pages(
     if connections <= 1:
         return _numbered(fetch, endpoint, filters, limit, None)
     return _read_ahead(
-        fetch, connections, lambda ahead: _numbered(ahead, endpoint, filters, limit, ahead)
+        fetch,
+        connections,
+        budget,
+        lambda ahead: _numbered(ahead, endpoint, filters, limit, ahead),
     )
 
 
@@ -164,9 +172,12 @@ class _Params(dict):
 
 
 def _read_ahead(
-    fetch: Callable[..., Any], connections: int, read: Callable[[Ahead], Iterator[Page]]
+    fetch: Callable[..., Any],
+    connections: int,
+    budget: threading.Semaphore | None,
+    read: Callable[[Ahead], Iterator[Page]],
 ) -> Iterator[Page]:
-    ahead = Ahead(fetch, connections)
+    ahead = Ahead(fetch, connections, budget)
     try:
         yield from read(ahead)
     finally:

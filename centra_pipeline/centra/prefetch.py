@@ -60,6 +60,27 @@ def prefetch(pages: Iterable[T], depth: int = 1) -> Iterator[T]:
             thread.join(timeout=0.05)
 
 
+class Staged:
+    """A fetch that can be made in two stages, so that what is read ahead is held as the
+    server sent it: `send(*args)` makes the request (in a read-ahead thread) and
+    `finish(args, sent)` turns what it got into the answer (when the read takes it). A parsed
+    page takes about five times the memory of its text, and parsing when taken keeps the
+    parsed pages to the ones the read works on. Called directly it is `whole(*args)`: the
+    fetch in one go, its parse inside its retries. `finish` of an answer that does not parse
+    fetches it again with `whole`, as a retry."""
+
+    def __init__(
+        self,
+        whole: Callable[..., T],
+        send: Callable[..., Any],
+        finish: Callable[[tuple, Any], T],
+    ) -> None:
+        self.whole, self.send, self.finish = whole, send, finish
+
+    def __call__(self, *args: Any) -> T:
+        return self.whole(*args)
+
+
 class Ahead:
     """Requests made ahead, on up to `connections` threads: the ones a read expects to make
     next if the result set does not change.
@@ -67,14 +88,27 @@ class Ahead:
     The read calls the instance like its fetch function. A call that was expected takes the
     answer fetched ahead (waiting for it if need be); any other call drops what is in flight
     (the read went another way: the set changed) and is made at once. Errors of a request
-    made ahead surface when the read asks for it, never otherwise. At most `connections`
-    answers are held, so memory stays bounded. Every request still passes the API's rate
-    limit: this only keeps its connections busy.
+    made ahead surface when the read asks for it, never otherwise. Every request still passes
+    the API's rate limit: this only keeps its connections busy. A `Staged` fetch is sent
+    ahead and finished (parsed) when taken.
+
+    Memory: each request made ahead holds a slot of `budget` until the read takes its answer
+    (or it is dropped and done). The budget is shared by every read of one API in the process
+    (`api_budget`), so the streams reading it concurrently hold at most `connections` answers
+    between them, not `connections` each; a read that finds no free slot simply asks when it
+    gets there. Without a budget, a read holds at most `connections`.
     """
 
-    def __init__(self, fetch: Callable[..., T], connections: int) -> None:
+    def __init__(
+        self,
+        fetch: Callable[..., T],
+        connections: int,
+        budget: threading.Semaphore | None = None,
+    ) -> None:
         self._fetch = fetch
+        self._staged = fetch if isinstance(fetch, Staged) else None
         self.connections = max(1, connections)
+        self._budget = budget or threading.BoundedSemaphore(self.connections)
         self._pool = ThreadPoolExecutor(self.connections, thread_name_prefix="centra-ahead")
         self._futures: dict[tuple, Future] = {}
         self.taken = 0  # answers fetched ahead that the read used
@@ -86,23 +120,51 @@ class Ahead:
             self.drop()
             return self._fetch(*args)
         self.taken += 1
-        return future.result()
+        try:
+            sent = future.result()
+            return self._staged.finish(args, sent) if self._staged else sent
+        finally:
+            self._budget.release()
 
     def expect(self, calls: Iterable[tuple]) -> None:
-        """Start the next expected calls, in order, until `connections` are in flight."""
+        """Start the next expected calls, in order, while `connections` are not all in
+        flight and the API's budget has a free slot."""
         for args in calls:
             if len(self._futures) >= self.connections:
                 return
-            if args not in self._futures:
-                self._futures[args] = self._pool.submit(self._fetch, *args)
+            if args in self._futures:
+                continue
+            if not self._budget.acquire(blocking=False):
+                return
+            send = self._staged.send if self._staged else self._fetch
+            self._futures[args] = self._pool.submit(send, *args)
 
     def drop(self) -> None:
         for future in self._futures.values():
-            if not future.cancel():  # already sent
+            if future.cancel():
+                self._budget.release()
+            else:  # already sent: its slot is free once its answer is in (and dropped)
                 self.wasted += 1
+                future.add_done_callback(lambda _: self._budget.release())
         self._futures.clear()
 
     def close(self) -> None:
         self.drop()
         # Wait for requests already sent, so none lands after the read has ended.
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Kept for the process's life, like the rate limiters (ratelimit.shared_limiter).
+_BUDGETS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def api_budget(api_url: str, connections: int) -> threading.BoundedSemaphore:
+    """The process's budget of answers fetched ahead for the API at `api_url`: `connections`
+    slots, shared by every read of that API (see `Ahead`)."""
+    with _BUDGETS_LOCK:
+        key = (api_url, max(1, connections))
+        budget = _BUDGETS.get(key)
+        if budget is None:
+            budget = _BUDGETS[key] = threading.BoundedSemaphore(key[1])
+        return budget

@@ -10,8 +10,8 @@ removed from the market) cannot make it skip one: see `paging.offset_pages`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from centra_pipeline.centra.client import PluginClient
 from centra_pipeline.centra.errors import CentraBusinessError, CentraNotFound
@@ -19,12 +19,17 @@ from centra_pipeline.centra.http import Response
 from centra_pipeline.centra.jsonstream import RawRecord, parse_document, parse_keyed_records
 from centra_pipeline.centra.page import Page, record_key
 from centra_pipeline.centra.paging import offset_pages
+from centra_pipeline.centra.prefetch import Staged
 from centra_pipeline.settings import ENV_SHOP_API_KEY
 
 API_NAME = "Shop API"
 ENDPOINT_PRODUCTS_FILTER = "POST /products/filter"
 ENDPOINT_PRODUCT_IDS = "GET /product-ids"
 ENDPOINT_ALL_PRODUCTS = "GET /products"
+
+T = TypeVar("T")
+# A page of POST /products/filter: (the body sent, its records, the response).
+PageAnswer = tuple[dict[str, Any], list[RawRecord], Response]
 
 
 def _keyed(response: Response) -> tuple[list[RawRecord], Response]:
@@ -48,17 +53,30 @@ class ShopApi(PluginClient):
         if silk_products is not None and not silk_products:
             return
 
-        def fetch(
-            offset: int, count: int
-        ) -> tuple[dict[str, Any], list[RawRecord], Response] | None:
+        def body_of(offset: int, count: int) -> dict[str, Any]:
             body: dict[str, Any] = {"quantity": count, "offset": offset}
             if market is not None:
                 body["market"] = market
             if silk_products is not None:
                 body["silkProduct"] = [str(p) for p in silk_products]
-            found = self._filter_page(body)
+            return body
+
+        def whole(offset: int, count: int) -> PageAnswer | None:
+            body = body_of(offset, count)
+            found = self._filter_page(body, self._filter)
             return None if found is None else (body, *found)
 
+        def send(offset: int, count: int) -> Response | None:
+            return self._filter_page(body_of(offset, count), filtered.send)
+
+        def finish(args: tuple, response: Response | None) -> PageAnswer | None:
+            if response is None:
+                return None
+            body = body_of(*args)
+            return (body, *filtered.finish((body,), response))
+
+        filtered = self._filter_staged()
+        fetch = Staged(whole, send, finish)
         yield from offset_pages(
             fetch,
             api=API_NAME,
@@ -66,6 +84,7 @@ class ShopApi(PluginClient):
             key=record_key("product"),
             limit=self._limit(page_size),
             connections=self.connections,
+            budget=self.ahead_budget,
         )
 
     def get_products(self, product_ids: list[str]) -> list[RawRecord]:
@@ -77,19 +96,23 @@ class ShopApi(PluginClient):
         return records
 
     def _filter(self, body: dict[str, Any]) -> tuple[list[RawRecord], Response]:
-        return self.session.call(
+        return self._filter_staged()(body)
+
+    def _filter_staged(self) -> Staged:
+        return self.session.staged(
             "POST",
             "/products/filter",
             endpoint=ENDPOINT_PRODUCTS_FILTER,
-            json_body=body,
             parse=_keyed,
             not_found_ok=True,
+            request=lambda body: {"json_body": body},
         )
 
-    def _filter_page(self, body: dict[str, Any]) -> tuple[list[RawRecord], Response] | None:
-        """One page of a paged POST /products/filter; None past the last product."""
+    def _filter_page(self, body: dict[str, Any], call: Callable[[dict[str, Any]], T]) -> T | None:
+        """One page of a paged POST /products/filter (`call(body)`: parsed or not); None past
+        the last product."""
         try:
-            return self._filter(body)
+            return call(body)
         except CentraNotFound as exc:
             # The Shop API answers 404 {"errors":{"product":"not found"}} for an empty
             # selection; past the last product that simply means "no more". Any other

@@ -257,3 +257,113 @@ def test_numbered_pages_ahead_read_every_page_once() -> None:
     assert [r.obj["id"] for p in pages for r in p.records] == rows
     assert sorted(set(asked)) == list(range(1, 11 + len(set(asked)) - 10))
     assert len(asked) == len(set(asked)) <= 10 + 4
+
+
+class CountedBudget:
+    """A budget of slots that records how many are held at once."""
+
+    def __init__(self, slots: int) -> None:
+        self._inner = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.held = 0
+        self.most_held = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        got = self._inner.acquire(blocking)
+        if got:
+            with self._lock:
+                self.held += 1
+                self.most_held = max(self.most_held, self.held)
+        return got
+
+    def release(self) -> None:
+        with self._lock:
+            self.held -= 1
+        self._inner.release()
+
+
+def test_concurrent_reads_of_one_api_share_its_pages_ahead() -> None:
+    """Streams read one API at once; the pages fetched ahead are bounded for the API (its
+    connections), not per read, so memory does not grow with the streams read. Every slot
+    is given back, also by reads that change course or end early."""
+    budget = CountedBudget(4)
+    results: dict[int, list[int]] = {}
+
+    def read(n: int, change: bool) -> None:
+        server = LockedList(300, random.Random(n), delay=0.005)
+        server.change = change
+        pages = offset_pages(
+            server.fetch,
+            api="test",
+            endpoint="GET /x",
+            key=record_key("id"),
+            limit=10,
+            connections=4,
+            budget=budget,
+        )
+        got = []
+        for page in pages:
+            got += [r.obj["id"] for r in page.records]
+            if n == 2 and len(got) >= 50:
+                pages.close()  # a read abandoned half-way
+                break
+        results[n] = got if not change else sorted(set(got))
+
+    threads = [threading.Thread(target=read, args=(n, n == 1)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results[0] == list(range(300))
+    assert len(results[2]) >= 50
+    assert budget.most_held == 4, "the reads did not use the API's connections"
+    assert budget.held == 0, "slots were not given back"
+
+
+def test_the_streams_of_one_api_share_one_budget(emu: Emulator, clients) -> None:
+    """Each stream of a run has its own client; the budget belongs to the API."""
+    first, second = clients.order(emu, config=FOUR), clients.order(emu, config=FOUR)
+    shop = clients.shop(emu, config=FOUR)
+    assert first.ahead_budget is second.ahead_budget
+    assert shop.ahead_budget is not first.ahead_budget
+
+
+# --- pages fetched ahead are held as text, parsed when the read takes them ---------------------
+def test_pages_fetched_ahead_are_parsed_only_when_the_read_takes_them(
+    emu: Emulator, clients, monkeypatch
+) -> None:
+    """A parsed page is several times its text: parsing in the read-ahead threads kept up to
+    `connections` parsed pages per API alive (docs/architecture.md, flat memory)."""
+    from centra_pipeline.centra import order_api
+
+    parsed_in: list[str] = []
+    parse = order_api.parse_envelope
+
+    def recording(text, key, **kwargs):
+        parsed_in.append(threading.current_thread().name)
+        return parse(text, key, **kwargs)
+
+    monkeypatch.setattr(order_api, "parse_envelope", recording)
+    api = clients.order(emu, config=FOUR, page_size=7)
+    before = served(emu)
+    expected = fingerprint(clients.order(emu, config=ONE, page_size=7).iter_orders())
+    sequential = served(emu) - before
+    parsed_in.clear()
+    before = served(emu)
+    assert fingerprint(api.iter_orders()) == expected
+    assert served(emu) - before > sequential, "no request was made ahead"
+    assert parsed_in and not [name for name in parsed_in if name.startswith("centra-ahead")]
+
+
+def test_a_page_fetched_ahead_that_does_not_parse_is_fetched_again(plain, clients) -> None:
+    from .conftest import ORDER_KEY
+
+    api = clients.order(None, url=plain.url, key=ORDER_KEY, config=FOUR)
+    staged = api._fetcher("/orders", "GET /orders", "orders")
+    plain.answer(b'{"status":"ok","orders":[{"orderId":"1"},')  # complete, yet not JSON
+    sent = staged.send({"limit": 2, "offset": 0})
+    plain.answer(b'{"status":"ok","orders":[{"orderId":"1"},{"orderId":"2"}]}')
+    _, records, _ = staged.finish(({"limit": 2, "offset": 0},), sent)
+    assert [r.obj["orderId"] for r in records] == ["1", "2"]
+    assert plain.requests == 2
+    assert sum(api.session.stats.retry_reasons.values()) == 1
