@@ -27,6 +27,9 @@ from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule
 from centra_pipeline.defs.sensors import build_freshness_sensor, build_order_webhook_sensor
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.streams import STREAMS
+from centra_pipeline.sync.allocators import lean_allocators
+
+lean_allocators()  # a run worker loads this before its threads start (sync/allocators.py)
 
 
 def _settings() -> tuple[Settings, bool]:

@@ -499,6 +499,37 @@ def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
     assert most <= 3, f"{most} pages alive at once"
 
 
+def test_the_collector_stays_relaxed_until_the_last_concurrent_load_ends() -> None:
+    """Streams load concurrently and the collector's settings are process-wide: the first
+    load to finish must not restore the defaults under the others (that doubled the cost of
+    parsing and flattening the long orders stream)."""
+    import gc
+
+    from centra_pipeline.sync.extract import relaxed_gc
+
+    before = gc.get_threshold()
+    first, second = relaxed_gc(), relaxed_gc()
+    first.__enter__()
+    relaxed = gc.get_threshold()
+    assert relaxed != before
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold() == relaxed, "the first load to end restored the defaults"
+    assert gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_extraction_allocates_arrow_memory_from_the_system_allocator(pipeline: Pipeline) -> None:
+    """Arrow's bundled allocator keeps freed pages per thread; with six streams reading at
+    once that was a tenth of the peak (sync/allocators.py)."""
+    import pyarrow as pa
+
+    pipeline.extract("customers")
+    assert pa.default_memory_pool().backend_name == "system"
+
+
 @pytest.mark.parametrize("bad", ["key_revoked", "truncated_after_first_page"])
 def test_a_read_that_fails_changes_nothing(pipeline: Pipeline, bad: str, monkeypatch) -> None:
     """Bad input from Centra (docs/architecture.md, invariant 6): a key that stops working, or

@@ -15,6 +15,7 @@ from centra_pipeline.settings import (
     ConfigError,
     Settings,
 )
+from centra_pipeline.sync.allocators import lean_allocators
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -247,6 +248,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    lean_allocators()  # before any thread starts (sync/allocators.py)
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)

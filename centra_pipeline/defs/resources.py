@@ -69,7 +69,7 @@ class CentraResource(_SettingsOnce):
 class StorageResource(_SettingsOnce):
     """The lake, the warehouse and the analyst snapshot under CENTRA_DATA_DIR."""
 
-    warehouse_memory_limit: str = "256MB"
+    warehouse_memory_limit: str = "192MB"  # see Warehouse
 
     def lake(self) -> Lake:
         return Lake(self.settings.lake_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, Stream
 from centra_pipeline.streams.rows import flatten, record_hash
 from centra_pipeline.sync import inbox_reads, reconcile_reads
+from centra_pipeline.sync.allocators import lean_allocators
 from centra_pipeline.sync.plan import ExtractOptions, ReadPlan, int_keys, lookups
 from centra_pipeline.testing.failpoints import failpoint
 
@@ -90,6 +92,7 @@ class Extractor:
         options = options or ExtractOptions()
         stream = STREAMS[stream_name]
         self._check_can_read(stream, options)
+        lean_allocators()
         if options.mode == "reconcile_auto":
             options = replace(options, mode=reconcile_reads.pass_due(self, stream, options))
         self.lake.clean_abandoned(stream_name)
@@ -237,22 +240,38 @@ class Extractor:
         return format_local_datetime(server_start, self.tz)
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_saved: tuple[int, ...] = ()
+
+
 @contextmanager
 def relaxed_gc() -> Iterator[None]:
-    """Collect cyclic garbage rarely while a load streams.
+    """Collect cyclic garbage rarely while loads stream.
 
     Pages are trees of fresh dicts and lists without cycles (reference counting frees them);
-    with the default thresholds the collector keeps rescanning every live object, which cost
-    ~20% of a large load. Objects alive before the load are frozen out of the scans.
+    with the default thresholds the collector keeps rescanning every live object, which made
+    parsing and flattening a page of 1,000 orders take 0.63 s instead of 0.30 s while other
+    pages were alive. Objects alive before the first load are frozen out of the scans.
+
+    The collector's settings are process-wide and streams load concurrently, so the first load
+    to start relaxes them and the last to finish restores them (not the first to finish).
     """
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
+    global _gc_holders, _gc_saved
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(100_000, 50, 1000)
+        _gc_holders += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
 
 
 def _request_totals(sessions: list[Any], since: dict[str, int] | None = None) -> dict[str, int]:
