@@ -242,25 +242,20 @@ class CentraSession:
         HTTP errors and all), the finish stage parses it; a body that does not parse is
         counted as a retry and fetched again with `call`, which parses inside its retries."""
 
-        def whole(*args: Any) -> T:
-            return self.call(
-                method,
-                path,
-                endpoint=endpoint,
-                parse=parse,
-                not_found_ok=not_found_ok,
-                **request(*args),
-            )
+        def parsed_by(how: Callable[[Response], Any]) -> Callable[..., Any]:
+            def fetch(*args: Any) -> Any:
+                return self.call(
+                    method,
+                    path,
+                    endpoint=endpoint,
+                    parse=how,
+                    not_found_ok=not_found_ok,
+                    **request(*args),
+                )
 
-        def send(*args: Any) -> Response:
-            return self.call(
-                method,
-                path,
-                endpoint=endpoint,
-                parse=_unparsed,
-                not_found_ok=not_found_ok,
-                **request(*args),
-            )
+            return fetch
+
+        whole, send = parsed_by(parse), parsed_by(_unparsed)
 
         def finish(args: tuple, response: Response) -> T:
             try:

@@ -47,7 +47,6 @@ from centra_pipeline.storage.warehouse import Warehouse, unmapped_fields
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.rows import MissingKey
 from centra_pipeline.sync import stream_step
-from centra_pipeline.sync.allocators import lean_allocators
 from centra_pipeline.sync.plan import ExtractOptions
 
 
@@ -130,7 +129,6 @@ def sync_streams(
     """Land the selected streams concurrently; merge and report each as it lands. A stream
     that fails does not stop the others: they land, merge and report, and the step fails
     at the end naming every stream that did not."""
-    lean_allocators()  # before the reading threads start (sync/allocators.py)
     settings, lake, warehouse = centra.settings, storage.lake(), storage.warehouse()
     selected = context.selected_asset_keys
     streams = [s for s in STREAMS.values() if _stream_keys(s) & selected]
