@@ -499,25 +499,30 @@ def test_extraction_keeps_at_most_a_few_pages_alive(pipeline: Pipeline) -> None:
     assert most <= 3, f"{most} pages alive at once"
 
 
-def test_the_collector_stays_relaxed_until_the_last_concurrent_load_ends() -> None:
-    """Streams load concurrently and the collector's settings are process-wide: the first
-    load to finish must not restore the defaults under the others (that doubled the cost of
-    parsing and flattening the long orders stream)."""
+def test_the_runtime_stays_relaxed_until_the_last_concurrent_load_ends() -> None:
+    """Streams load concurrently and the collector's and thread switching's settings are
+    process-wide: the first load to finish must not restore the defaults under the others
+    (that doubled the cost of parsing and flattening the long orders stream)."""
     import gc
+    import sys
 
-    from centra_pipeline.sync.extract import relaxed_gc
+    from centra_pipeline.sync.extract import LOADING_SWITCH_INTERVAL, relaxed_runtime
 
-    before = gc.get_threshold()
-    first, second = relaxed_gc(), relaxed_gc()
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
+    assert interval != LOADING_SWITCH_INTERVAL
+    first, second = relaxed_runtime(), relaxed_runtime()
     first.__enter__()
     relaxed = gc.get_threshold()
     assert relaxed != before
+    assert sys.getswitchinterval() == LOADING_SWITCH_INTERVAL
     second.__enter__()
     first.__exit__(None, None, None)
     assert gc.get_threshold() == relaxed, "the first load to end restored the defaults"
+    assert sys.getswitchinterval() == LOADING_SWITCH_INTERVAL
     assert gc.get_freeze_count() > 0
     second.__exit__(None, None, None)
     assert gc.get_threshold() == before
+    assert sys.getswitchinterval() == interval
     assert gc.get_freeze_count() == 0
 
 
