@@ -172,6 +172,7 @@ MODULE_COMMANDS = {
         "centra_pipeline.cli.verify",
         "compare Centra with the analyst snapshot, per day",
     ),
+    "lake": ("centra_pipeline.cli.lake", "lake maintenance: `lake compact` merges small loads"),
     "schema-drift": (
         "centra_pipeline.cli.schema_drift",
         "list the fields Centra sends that no column maps; acknowledge known ones",

@@ -40,7 +40,12 @@ MANIFEST = "_manifest.json"
 ROWS_PER_FILE = 500_000
 ROW_GROUP_ROWS = 20_000
 ROW_GROUP_BYTES = 24 * 1024 * 1024
-_TMP = re.compile(r"^load=(?P<id>.+)\.tmp-(?P<pid>\d+)$")
+_TMP = re.compile(r"^(load|segment)=(?P<id>.+)\.tmp-(?P<pid>\d+)$")
+SEGMENT = "_segment.json"  # a segment is complete once this file is in its directory
+SEGMENT_LOADS = "_loads.json"  # the manifests of the loads it holds
+SEGMENT_DIR = re.compile(
+    r"^segment=(?P<first>\d{4}-\d{2}-\d{2})_(?P<last>\d{4}-\d{2}-\d{2})-(?P<token>[0-9a-f]+)$"
+)
 
 
 def new_load_id(stream: str, now: datetime | None = None) -> str:
@@ -74,11 +79,18 @@ class LoadManifest:
     # webhook events this load applied: {inbox_id, after_seq, through_seq, events, orders}
     inbox: dict[str, Any] | None = None
     path: str = ""  # absolute directory, filled in when read
+    # The segment directory holding the load once compacted: its files hold many loads'
+    # rows, so a reader takes the rows whose `_load_id` is this load's.
+    segment: str = ""
 
     def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=1, sort_keys=True)
+
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("path")
-        return json.dumps(data, indent=1, sort_keys=True)
+        data.pop("segment")
+        return data
 
     @classmethod
     def read(cls, directory: Path) -> LoadManifest:
@@ -91,7 +103,7 @@ class LoadManifest:
         return [str(Path(self.path) / rel) for rel in self.files.get(table, [])]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -109,6 +121,43 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass
+class Segment:
+    """Loads compacted into one directory (storage/compact.py): a few large files per table,
+    rows ordered by load, and every load's manifest, so each load reads back as it was."""
+
+    path: Path
+    info: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> Segment:
+        return cls(path, json.loads((path / SEGMENT).read_text()))
+
+    @property
+    def load_ids(self) -> list[str]:
+        return self.info["load_ids"]
+
+    @property
+    def replaces(self) -> list[str]:
+        return self.info.get("replaces", [])
+
+    @property
+    def files(self) -> dict[str, list[str]]:
+        return self.info["files"]
+
+    def manifests(self) -> list[LoadManifest]:
+        out = []
+        for entry in json.loads((self.path / SEGMENT_LOADS).read_text()):
+            manifest = LoadManifest(**entry)
+            manifest.files = {
+                table: list(self.files.get(table, [])) if manifest.rows.get(table) else []
+                for table in manifest.files
+            }
+            manifest.path, manifest.segment = str(self.path), self.path.name
+            out.append(manifest)
+        return out
+
+
 class Lake:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -119,30 +168,47 @@ class Lake:
     def loads(
         self, stream: str, since_day: str | None = None, skip: set[str] | frozenset = frozenset()
     ) -> list[LoadManifest]:
-        """Complete loads of a stream, oldest first (load ids sort by time); with `since_day`
-        ("YYYY-MM-DD"), only the day directories from that day on are read. Loads whose id
-        is in `skip` are left out without reading their manifests."""
+        """Complete loads of a stream, oldest first (load ids sort by time), whether loose or
+        compacted into a segment; with `since_day` ("YYYY-MM-DD"), only the days from that
+        day on are read. Loads whose id is in `skip` are left out without reading their
+        manifests."""
         base = self.stream_dir(stream)
         if not base.exists():
             return []
-        found = []
+        segments = self.segments(stream, since_day)
+        covered = {load_id for segment in segments for load_id in segment.load_ids}
+        found = [m for segment in segments for m in segment.manifests() if m.load_id not in skip]
         for day_dir in sorted(base.glob("day=*")):
             if since_day and day_dir.name.removeprefix("day=") < since_day:
                 continue
             for manifest_path in day_dir.glob(f"load=*/{MANIFEST}"):
                 name = manifest_path.parent.name
-                if ".tmp-" in name or name.removeprefix("load=") in skip:
+                load_id = name.removeprefix("load=")
+                if ".tmp-" in name or load_id in skip or load_id in covered:
                     continue
                 found.append(LoadManifest.read(manifest_path.parent))
         return sorted(found, key=lambda m: m.load_id)
 
+    def segments(self, stream: str, since_day: str | None = None) -> list[Segment]:
+        """The stream's live segments (complete, not superseded by a newer one); with
+        `since_day`, only those holding loads of that day or later."""
+        complete = []
+        for path in sorted(self.stream_dir(stream).glob("segment=*")):
+            match = SEGMENT_DIR.match(path.name)
+            if match is None or (since_day and match["last"] < since_day):
+                continue
+            if (path / SEGMENT).exists():
+                complete.append(Segment.read(path))
+        superseded = {name for segment in complete for name in segment.replaces}
+        return [segment for segment in complete if segment.path.name not in superseded]
+
     def clean_abandoned(self, stream: str) -> list[Path]:
-        """Remove partial loads whose writer process is gone (killed mid-extraction)."""
+        """Remove partial loads and segments whose writer process is gone (killed)."""
         removed = []
         base = self.stream_dir(stream)
         if not base.exists():
             return removed
-        for candidate in base.glob("day=*/load=*.tmp-*"):
+        for candidate in [*base.glob("day=*/load=*.tmp-*"), *base.glob("segment=*.tmp-*")]:
             match = _TMP.match(candidate.name)
             if match and not pid_alive(int(match["pid"])):
                 shutil.rmtree(candidate, ignore_errors=True)
@@ -173,14 +239,9 @@ class LoadWriter:
         )
         self._drift = Drift()
         self._coercions = Coercions()
-        self._buffers: dict[str, list[pa.Table]] = {t.name: [] for t in stream.tables}
-        self._buffered_rows: dict[str, int] = dict.fromkeys(self._buffers, 0)
-        self._buffered_bytes: dict[str, int] = dict.fromkeys(self._buffers, 0)
-        self._writers: dict[str, pq.ParquetWriter] = {}
-        self._file_rows: dict[str, int] = dict.fromkeys(self._buffers, 0)
-        self._parts: dict[str, int] = dict.fromkeys(self._buffers, 0)
-        self.manifest.rows = dict.fromkeys(self._buffers, 0)
-        self.manifest.files = {name: [] for name in self._buffers}
+        self._parts = {
+            t.name: PartWriter(self.tmp_dir, t.name, lake_schema(t)) for t in stream.tables
+        }
         self._closed = False
 
     def write(self, batch: Batch) -> None:
@@ -188,50 +249,12 @@ class LoadWriter:
         self._drift.merge(batch.drift)
         self._coercions.merge(batch.coercions)
         for name, table in batch.tables.items():
-            if table.num_rows == 0:
-                continue
-            self._buffers[name].append(table)
-            self._buffered_rows[name] += table.num_rows
-            self._buffered_bytes[name] += table.nbytes
-            if (
-                self._buffered_rows[name] >= ROW_GROUP_ROWS
-                or self._buffered_bytes[name] >= ROW_GROUP_BYTES
-            ):
-                self._flush(name)
-
-    def _flush(self, name: str) -> None:
-        if not self._buffers[name]:
-            return
-        table = pa.concat_tables(self._buffers[name])
-        self._buffers[name] = []
-        self._buffered_rows[name] = 0
-        self._buffered_bytes[name] = 0
-        writer = self._writers.get(name)
-        if writer is not None and self._file_rows[name] >= ROWS_PER_FILE:
-            writer.close()
-            writer = None
-        if writer is None:
-            rel = f"{name}-{self._parts[name]:05d}.parquet"
-            self._parts[name] += 1
-            self.manifest.files[name].append(rel)
-            writer = pq.ParquetWriter(
-                self.tmp_dir / rel,
-                lake_schema(_table(self.stream, name)),
-                compression="zstd",
-                compression_level=1,
-            )
-            self._writers[name] = writer
-            self._file_rows[name] = 0
-        writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        self._file_rows[name] += table.num_rows
-        self.manifest.rows[name] += table.num_rows
+            self._parts[name].add(table)
 
     def commit(self, **fields: Any) -> LoadManifest:
         """Close the files, write the manifest, fsync and move the load into place."""
-        for name in self._buffers:
-            self._flush(name)
-        for writer in self._writers.values():
-            writer.close()
+        for name, part in self._parts.items():
+            self.manifest.files[name], self.manifest.rows[name] = part.close()
         for key, value in fields.items():
             setattr(self.manifest, key, value)
         self.manifest.finished_at = datetime.now(UTC).isoformat()
@@ -245,9 +268,9 @@ class LoadWriter:
         for path in self.tmp_dir.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-        _fsync_dir(self.tmp_dir)
+        fsync_dir(self.tmp_dir)
         os.rename(self.tmp_dir, self.final_dir)
-        _fsync_dir(self.final_dir.parent)
+        fsync_dir(self.final_dir.parent)
         self._closed = True
         self.manifest.path = str(self.final_dir)
         return self.manifest
@@ -255,12 +278,66 @@ class LoadWriter:
     def abort(self) -> None:
         if self._closed:
             return
-        for writer in self._writers.values():
+        for part in self._parts.values():
             with contextlib.suppress(Exception):  # best effort on an error path
-                writer.close()
+                part.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self._closed = True
 
 
-def _table(stream: Stream, name: str):
-    return next(t for t in stream.tables if t.name == name)
+class PartWriter:
+    """One table's rows of a load (or a compacted segment) as zstd Parquet files in
+    `directory`: buffered up to a row group, a new file every ROWS_PER_FILE rows."""
+
+    def __init__(
+        self, directory: Path, name: str, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS
+    ) -> None:
+        self.directory, self.name, self.schema = directory, name, schema
+        self.row_group_rows = row_group_rows
+        self.files: list[str] = []
+        self.rows = 0
+        self._buffer: list[pa.Table | pa.RecordBatch] = []
+        self._buffered_rows = self._buffered_bytes = self._file_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, table: pa.Table | pa.RecordBatch) -> None:
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered_rows += table.num_rows
+        self._buffered_bytes += table.nbytes
+        if self._buffered_rows >= self.row_group_rows or self._buffered_bytes >= ROW_GROUP_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(
+            [b for part in self._buffer for b in _batches(part)], schema=self.schema
+        )
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
+        if self._writer is not None and self._file_rows >= ROWS_PER_FILE:
+            self._writer.close()
+            self._writer = None
+        if self._writer is None:
+            rel = f"{self.name}-{len(self.files):05d}.parquet"
+            self.files.append(rel)
+            self._writer = pq.ParquetWriter(
+                self.directory / rel, self.schema, compression="zstd", compression_level=1
+            )
+            self._file_rows = 0
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._file_rows += table.num_rows
+        self.rows += table.num_rows
+
+    def close(self) -> tuple[list[str], int]:
+        """Write what is buffered and close the file: (file names, rows written)."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.files, self.rows
+
+
+def _batches(part: pa.Table | pa.RecordBatch) -> list[pa.RecordBatch]:
+    return part.to_batches() if isinstance(part, pa.Table) else [part]

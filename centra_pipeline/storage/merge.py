@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 import duckdb
 
 from centra_pipeline.storage.lake import LoadManifest
-from centra_pipeline.storage.sql import ident_list, main_table, quote_ident, string_list
+from centra_pipeline.storage.sql import (
+    ident_list,
+    main_table,
+    quote_ident,
+    string_list,
+    string_literal,
+)
 from centra_pipeline.storage.warehouse_schema import read_state
 from centra_pipeline.streams import STREAMS, Table
 from centra_pipeline.streams.model import warehouse_meta
@@ -100,6 +106,18 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
     return result
 
 
+def load_rows(manifest: LoadManifest, table: str) -> str | None:
+    """SQL for a load's rows of `table` (None: it has none): its Parquet files, or, once
+    compacted, its rows of the segment's files."""
+    files = manifest.file_paths(table)
+    if not files:
+        return None
+    scan = f"read_parquet({string_list(files)})"
+    if manifest.segment:
+        return f"(SELECT * FROM {scan} WHERE _load_id = {string_literal(manifest.load_id)})"
+    return scan
+
+
 def _already_merged(con: duckdb.DuckDBPyConnection, load_id: str) -> bool:
     return bool(
         con.execute(
@@ -110,11 +128,11 @@ def _already_merged(con: duckdb.DuckDBPyConnection, load_id: str) -> bool:
 
 def _stage(con: duckdb.DuckDBPyConnection, manifest: LoadManifest, parent: Table) -> None:
     """`stg`: the load's parent rows, one per key (the latest fetch, then the last read)."""
-    files = manifest.file_paths(parent.name)
-    if files:
+    rows = load_rows(manifest, parent.name)
+    if rows:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stg AS
-            SELECT * EXCLUDE (_raw) FROM read_parquet({string_list(files)})
+            SELECT * EXCLUDE (_raw) FROM {rows}
             QUALIFY row_number() OVER (PARTITION BY {ident_list(list(parent.primary_key))}
                                        ORDER BY _extracted_at DESC, _seq DESC) = 1"""
         )
@@ -228,7 +246,7 @@ def _log_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest, result: Me
 
 def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> int:
     """Replace the children of every parent row that won, with the children of its record."""
-    files = manifest.file_paths(child.name)
+    rows = load_rows(manifest, child.name)
     parent_cols = ident_list(list(child.parent_key))
     child_pk = ident_list(list(child.primary_key))
     link = " AND ".join(
@@ -239,11 +257,11 @@ def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> in
         f"DELETE FROM {main_table(child.name)} WHERE ({parent_cols}) IN "
         f"(SELECT {ident_list(list(parent.primary_key))} FROM win)"
     )
-    if not files:
+    if not rows:
         return 0
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE stg_child AS
-        SELECT c.* FROM read_parquet({string_list(files)}) c
+        SELECT c.* FROM {rows} c
         JOIN win w ON {link} AND c._seq = w._seq
         QUALIFY row_number() OVER (PARTITION BY {ident_list(list(child.primary_key), "c.")}
                                    ORDER BY c._seq DESC) = 1"""

@@ -25,4 +25,9 @@ def ident_list(names: list[str], prefix: str = "") -> str:
 def string_list(values: list[Any]) -> str:
     """A DuckDB list literal of strings, `['a', 'b']`, for values the schema defines (status
     names), never for values read from Centra."""
-    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(string_literal(v) for v in values) + "]"
+
+
+def string_literal(value: Any) -> str:
+    """A DuckDB string literal for a value the pipeline made (a load id, a path)."""
+    return "'" + str(value).replace("'", "''") + "'"

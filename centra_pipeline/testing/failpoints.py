@@ -21,6 +21,8 @@ POINTS = (
     "lake.before_commit",  # every Parquet file written, manifest not yet moved into place
     "warehouse.before_commit",  # merge statements done, transaction not committed
     "warehouse.before_publish",  # merged and committed, snapshot not yet swapped
+    "compact.before_switch",  # a segment written and fsynced, not yet renamed into place
+    "compact.after_switch",  # the segment in place, the loads it took in not yet removed
 )
 
 
