@@ -22,6 +22,7 @@ from centra_pipeline.defs.jobs import (
     build_jobs,
 )
 from centra_pipeline.defs.keys import table_key
+from centra_pipeline.defs.maintenance import maintenance_job, maintenance_schedule
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule, sync_schedule
 from centra_pipeline.defs.sensors import build_freshness_sensor, build_order_webhook_sensor
@@ -66,10 +67,11 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=all_assets(freshness),
         asset_checks=freshness_checks,
-        jobs=[*jobs.values(), freshness_job],
+        jobs=[*jobs.values(), freshness_job, maintenance_job],
         schedules=[
             sync_schedule(jobs[SYNC_JOB_NAME], settings.sync_cron, schedules_on),
             reconcile_schedule(jobs[RECONCILE_JOB_NAME], settings.reconcile_cron, schedules_on),
+            maintenance_schedule(maintenance_job, settings.maintenance_cron, schedules_on),
         ],
         sensors=[
             freshness_sensor,

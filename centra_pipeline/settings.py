@@ -37,6 +37,10 @@ ENV_SYNC_CRON = "CENTRA_SYNC_CRON"
 ENV_SYNC_EXECUTOR = "CENTRA_SYNC_EXECUTOR"
 ENV_MAX_CONNECTIONS = "CENTRA_MAX_CONNECTIONS"
 ENV_REFRESH_MIN_INTERVAL = "CENTRA_REFRESH_MIN_INTERVAL_SECONDS"
+ENV_MAINTENANCE_CRON = "CENTRA_MAINTENANCE_CRON"
+ENV_COMPACT_OLDER_THAN_DAYS = "CENTRA_COMPACT_OLDER_THAN_DAYS"
+ENV_INBOX_RETENTION_DAYS = "CENTRA_INBOX_RETENTION_DAYS"
+ENV_REFRESH_RUN_RETENTION_DAYS = "CENTRA_REFRESH_RUN_RETENTION_DAYS"
 # The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
 CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
@@ -51,6 +55,10 @@ DEFAULT_RECONCILE_CRON = "30 3 * * *"  # daily, at a quiet hour
 DEFAULT_RECONCILE_FULL_DAYS = 7.0
 DEFAULT_RECONCILE_WARN_SHARE = 0.01
 DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour
+DEFAULT_MAINTENANCE_CRON = "0 4 * * 0"  # weekly, Sunday at a quiet hour
+DEFAULT_COMPACT_OLDER_THAN_DAYS = 1.0
+DEFAULT_INBOX_RETENTION_DAYS = 30.0
+DEFAULT_REFRESH_RUN_RETENTION_DAYS = 7.0
 SYNC_EXECUTORS = ("in_process", "multiprocess")  # the first is the default
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -207,6 +215,13 @@ class Settings:
     # in a child process (`multiprocess`: isolates a step's memory, costs start-up).
     sync_cron: str = DEFAULT_SYNC_CRON
     sync_executor: str = SYNC_EXECUTORS[0]
+    # The centra_maintenance schedule: when it runs; it compacts lake loads older than
+    # compact_older_than_days, deletes applied webhook events older than
+    # inbox_retention_days and webhook refresh runs older than refresh_run_retention_days.
+    maintenance_cron: str = DEFAULT_MAINTENANCE_CRON
+    compact_older_than_days: float = DEFAULT_COMPACT_OLDER_THAN_DAYS
+    inbox_retention_days: float = DEFAULT_INBOX_RETENTION_DAYS
+    refresh_run_retention_days: float = DEFAULT_REFRESH_RUN_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -267,6 +282,19 @@ class Settings:
             ),
             sync_cron=_cron(env, ENV_SYNC_CRON, DEFAULT_SYNC_CRON),
             sync_executor=_choice(env, ENV_SYNC_EXECUTOR, SYNC_EXECUTORS),
+            maintenance_cron=_cron(env, ENV_MAINTENANCE_CRON, DEFAULT_MAINTENANCE_CRON),
+            compact_older_than_days=_float(
+                env, ENV_COMPACT_OLDER_THAN_DAYS, DEFAULT_COMPACT_OLDER_THAN_DAYS, zero_ok=True
+            ),
+            inbox_retention_days=_float(
+                env, ENV_INBOX_RETENTION_DAYS, DEFAULT_INBOX_RETENTION_DAYS, zero_ok=True
+            ),
+            refresh_run_retention_days=_float(
+                env,
+                ENV_REFRESH_RUN_RETENTION_DAYS,
+                DEFAULT_REFRESH_RUN_RETENTION_DAYS,
+                zero_ok=True,
+            ),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------

@@ -196,3 +196,60 @@ def test_a_sync_that_waits_for_a_compaction_ends_correct(
     live = table_rows(pipeline.warehouse)
     compact(pipeline)
     assert rebuilt_rows(pipeline.lake, tmp_path / "rebuilt") == live
+
+
+def test_the_maintenance_job_compacts_prunes_the_inbox_and_old_refresh_runs(
+    centra_env, data_dir: Path, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from centra_pipeline.centra.webhook import WebhookEvent
+    from centra_pipeline.definitions import defs
+    from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME, refresh_run_config
+    from centra_pipeline.defs.keys import lake_key
+    from centra_pipeline.defs.maintenance import MAINTENANCE_JOB_NAME
+    from centra_pipeline.webhooks.inbox import Inbox
+
+    pipeline = Pipeline(centra_env, data_dir)
+    with dg.instance_for_test() as instance, Inbox(pipeline.settings.inbox_path) as inbox:
+        assert defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(instance=instance).success
+        numbers = [int(o["orderId"]) for o in list(centra_env.store.iter_orders())[:3]]
+        for i, number in enumerate(numbers):
+            inbox.store(f"{i:064x}", i, [WebhookEvent("order", "update", str(number), f"d{i}")])
+            run = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME).execute_in_process(
+                run_config={"ops": refresh_run_config([number], inbox.max_seq())},
+                instance=instance,
+            )
+            assert run.success
+        live = table_rows(pipeline.warehouse)
+        files = {s: parquet_files(pipeline.lake, s) for s in STREAMS}
+
+        result = defs.resolve_job_def(MAINTENANCE_JOB_NAME).execute_in_process(
+            run_config={
+                "ops": {
+                    "lake_maintenance": {
+                        "config": {
+                            "compact_older_than_days": 0,
+                            "inbox_retention_days": 0,
+                            "refresh_run_retention_days": 0,
+                        }
+                    }
+                }
+            },
+            instance=instance,
+        )
+
+        assert result.success
+        observed = {
+            e.asset_key: e.asset_observation_data.asset_observation.metadata
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        }
+        orders = observed[lake_key(STREAMS["orders"])]
+        assert orders["files_before"].value == files["orders"] > orders["files_after"].value
+        assert orders["loads_compacted"].value == 4
+        assert [e.seq for e in inbox.events_after(0)] == [inbox.max_seq()]  # the newest stays
+        refresh_runs = instance.get_runs(dg.RunsFilter(job_name=ORDER_REFRESH_JOB_NAME))
+        assert len(refresh_runs) == 1, "the newest refresh run is kept, the others deleted"
+        assert instance.get_runs(dg.RunsFilter(job_name=SYNC_JOB_NAME)), "sync runs stay"
+        assert rebuilt_rows(pipeline.lake, tmp_path / "rebuilt") == live

@@ -274,7 +274,12 @@ def test_workspace_and_instance_config_are_what_dagster_dev_loads() -> None:
     instance = yaml.safe_load((root / "dagster.yaml").read_text())
     limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "centra_pipeline/warehouse_writer", "limit": 1} in limits
-    for job_name in ("centra_sync", "centra_order_refresh", "centra_reconciliation"):
+    for job_name in (
+        "centra_sync",
+        "centra_order_refresh",
+        "centra_reconciliation",
+        "centra_maintenance",
+    ):
         tags = defs.resolve_job_def(job_name).tags
         assert tags.get("centra_pipeline/warehouse_writer") == "true"
 

@@ -298,3 +298,27 @@ def test_concurrent_writers_in_threads_never_lose_or_reorder(tmp_path: Path) -> 
         assert len({e.object_id for e in stored}) == 200
         # seq order is commit order: delivery ids (allocated in the same transaction) agree
         assert [e.delivery_id for e in stored] == sorted(e.delivery_id for e in stored)
+
+
+def test_prune_deletes_only_applied_events_past_retention(inbox: Inbox) -> None:
+    for number in range(1, 6):
+        inbox.store(f"{number:064x}", number, [order(number)])
+    conn = inbox._connection()
+    conn.execute("UPDATE events SET received_at = ?", ("2026-01-01T00:00:00.000000+00:00",))
+    conn.execute("UPDATE deliveries SET last_received_at = ?", ("2026-01-01T00:00:00+00:00",))
+    conn.execute(
+        "UPDATE events SET received_at = ? WHERE seq = 2", (datetime.now(UTC).isoformat(),)
+    )
+    # Applied through 4; event 2 arrived recently; 5 is not applied (and is the newest).
+    deleted = inbox.prune(4, datetime(2026, 6, 1, tzinfo=UTC))
+    assert deleted == 3
+    assert [e.seq for e in inbox.events_after(0)] == [2, 5]
+    assert inbox.max_seq() == 5
+    (deliveries,) = conn.execute("SELECT count(*) FROM deliveries").fetchone()
+    assert deliveries == 2
+    # Everything applied and old: the newest event still stays, so max_seq holds.
+    assert inbox.prune(5, datetime.now(UTC) + timedelta(days=1)) == 1
+    assert [e.seq for e in inbox.events_after(0)] == [5]
+    # A seq is never reused after a prune.
+    inbox.store("f" * 64, 9, [order(99)])
+    assert inbox.max_seq() == 6

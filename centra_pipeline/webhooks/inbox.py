@@ -165,6 +165,26 @@ class Inbox:
         )
         return StoreResult(delivery_id, new_events, duplicate_events, duplicate_delivery=False)
 
+    def prune(self, applied_through: int, received_before: datetime) -> int:
+        """Delete the events applied to the warehouse (seq <= `applied_through`) that arrived
+        before `received_before`, and the deliveries left without events; returns events
+        deleted. An event not applied yet is never deleted, nor the newest event, so
+        `max_seq()` and the sensor's cursor keep their meaning."""
+        conn = self._connection()
+        cutoff = received_before.astimezone(UTC).isoformat(timespec="microseconds")
+        with write_transaction(conn):
+            deleted = conn.execute(
+                "DELETE FROM events WHERE seq <= ? AND received_at < ? "
+                "AND seq < (SELECT max(seq) FROM events)",
+                (applied_through, cutoff),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM deliveries WHERE last_received_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM events WHERE events.delivery_id = deliveries.id)",
+                (cutoff,),
+            )
+        return deleted
+
     # Readers (the sensor) -----------------------------------------------------------------
     def events_after(
         self, seq: int, limit: int = 1000, types: Iterable[str] | None = None
