@@ -1,0 +1,205 @@
+"""The lake over years: a store's lake after many small webhook refresh loads, before and after
+`centra-pipeline lake compact`.
+
+    uv run python benchmarks/bench_lake.py                        # 100k orders, 5,000 refreshes
+    uv run python benchmarks/bench_lake.py --orders 20000 --refresh-loads 500
+
+The emulator runs in its own process. A full sync of orders (`centra-pipeline sync --stream
+orders`) fills the warehouse; then `--refresh-loads` refresh loads, each re-reading one to
+three orders by number and merged as the sensor's runs do. Then, each in a fresh process:
+- `lake compact --stream orders --older-than 0`, timed;
+- a rebuild of the orders tables from the lake alone into a new warehouse (every load merged
+  in order, as after losing the warehouse), before and after compaction;
+- a scan of every lake row of `orders` (what an engineer's ad-hoc query of the lake pays);
+with the Parquet file and directory counts of the orders lake before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import dagster_home, emulator, machine, measured_rss, write_result
+
+CLI = [sys.executable, "-m", "centra_pipeline.cli"]
+
+REBUILD = """
+import json, sys, time
+from pathlib import Path
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse
+lake, target = Lake(Path(sys.argv[1])), Warehouse(Path(sys.argv[2]))
+started = time.perf_counter()
+loads = lake.loads("orders")
+listed = time.perf_counter() - started
+target.merge_loads(loads)
+rows = target.row_counts(["orders", "order_lines"])
+print(json.dumps({"loads": len(loads), "list_seconds": round(listed, 2),
+                  "seconds": round(time.perf_counter() - started, 2), "rows": rows}))
+"""
+
+SCAN = """
+import json, sys, time
+import duckdb
+started = time.perf_counter()
+(n, total) = duckdb.sql(
+    "SELECT count(*), count(DISTINCT order_id) FROM read_parquet(?)", params=[sys.argv[1]]
+).fetchall()[0]
+print(json.dumps({"rows": n, "orders": total, "seconds": round(time.perf_counter() - started, 2)}))
+"""
+
+
+def lake_counts(lake_dir: Path) -> dict:
+    base = lake_dir / "orders"
+    return {
+        "parquet_files": sum(1 for _ in base.glob("*/**/*.parquet")),
+        "directories": sum(1 for p in base.rglob("*") if p.is_dir()),
+    }
+
+
+def make_refresh_loads(env: dict, data: Path, count: int, orders: int, seed: int) -> float:
+    """`count` refresh loads of 1-3 random orders each, landed and merged in this process."""
+    import os
+
+    os.environ.update(env)
+    from centra_pipeline.centra.http import HttpConfig
+    from centra_pipeline.centra.order_api import OrderApi
+    from centra_pipeline.settings import Settings
+    from centra_pipeline.storage.lake import Lake
+    from centra_pipeline.storage.warehouse import Warehouse
+    from centra_pipeline.sync.extract import Extractor
+    from centra_pipeline.sync.plan import ExtractOptions
+
+    settings = Settings.from_env()
+    warehouse = Warehouse(settings.warehouse_path)
+    url, key = settings.require_order_api()
+    extractor = Extractor(
+        lake=Lake(settings.lake_dir),
+        warehouse=warehouse,
+        timezone=settings.timezone,
+        order_api=OrderApi.connect(url, key, config=HttpConfig.from_settings(settings)),
+        shop_api=None,
+        inbox_path=settings.inbox_path,
+    )
+    numbers = [int(n) for (n,) in warehouse.query("SELECT order_id FROM main.orders")]
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    for i in range(count):
+        keys = tuple(rng.sample(numbers, rng.randint(1, 3)))
+        manifest = extractor.run("orders", ExtractOptions(mode="refresh", keys=keys))
+        warehouse.merge_loads([manifest])
+        if (i + 1) % 500 == 0:
+            print(f"  {i + 1:,} refresh loads", flush=True)
+    return time.perf_counter() - started
+
+
+def run(orders: int, refresh_loads: int) -> dict:
+    out: dict = {"orders": orders, "refresh_loads": refresh_loads}
+    with (
+        emulator(orders, 5_000, 500, max(1, orders // 10)) as emu,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        data = Path(tmp) / "data"
+        env = {
+            **emu.env,
+            "CENTRA_DATA_DIR": str(data),
+            "DAGSTER_HOME": str(dagster_home(Path(tmp) / "dagster")),
+        }
+        measured_rss([*CLI, "sync", "--stream", "orders"], env)
+        print(f"[{orders:,} orders] full sync done; landing refresh loads", flush=True)
+        out["refresh_seconds"] = round(
+            make_refresh_loads(env, data, refresh_loads, orders, seed=11), 1
+        )
+
+        def rebuild(name: str) -> dict:
+            result = measured_rss(
+                [sys.executable, "-c", REBUILD, str(data / "lake"), f"{tmp}/{name}.duckdb"], env
+            )
+            entry = json.loads(result["stdout"])
+            entry["peak_rss_mb"] = round(result["peak_rss_mb"])
+            return entry
+
+        def scan() -> dict:
+            pattern = str(data / "lake" / "orders" / "*" / "**" / "orders-*.parquet")
+            return json.loads(measured_rss([sys.executable, "-c", SCAN, pattern], env)["stdout"])
+
+        out["before"] = {**lake_counts(data / "lake"), "rebuild": rebuild("before"), "scan": scan()}
+        print(f"  before: {out['before']}", flush=True)
+        compact = measured_rss(
+            [*CLI, "lake", "compact", "--stream", "orders", "--older-than", "0", "--json"], env
+        )
+        (result,) = json.loads(compact["stdout"])
+        out["compact"] = {
+            "seconds": round(compact["seconds"], 1),
+            "peak_rss_mb": round(compact["peak_rss_mb"]),
+            "loads": result["loads_compacted"],
+        }
+        out["after"] = {**lake_counts(data / "lake"), "rebuild": rebuild("after"), "scan": scan()}
+        print(f"  after: {out['after']}", flush=True)
+        if out["after"]["rebuild"]["rows"] != out["before"]["rebuild"]["rows"]:
+            raise RuntimeError("the rebuild after compaction differs from the one before")
+    return out
+
+
+def markdown(r: dict) -> str:
+    b, a = r["before"], r["after"]
+    rows = [
+        ("Parquet files (orders lake)", b["parquet_files"], a["parquet_files"]),
+        ("directories", b["directories"], a["directories"]),
+        (
+            "listing the loads",
+            f"{b['rebuild']['list_seconds']} s",
+            f"{a['rebuild']['list_seconds']} s",
+        ),
+        (
+            "rebuild orders from the lake",
+            f"{b['rebuild']['seconds']} s",
+            f"{a['rebuild']['seconds']} s",
+        ),
+        (
+            "rebuild peak RSS",
+            f"{b['rebuild']['peak_rss_mb']} MB",
+            f"{a['rebuild']['peak_rss_mb']} MB",
+        ),
+        ("scan every lake row of orders", f"{b['scan']['seconds']} s", f"{a['scan']['seconds']} s"),
+    ]
+    lines = [
+        "# Lake benchmark (issue 11)",
+        "",
+        f"Machine: {machine()}. Store: {r['orders']:,} orders; one full sync of orders, then "
+        f"{r['refresh_loads']:,} refresh loads of 1-3 orders each ({r['refresh_seconds']} s to "
+        "land and merge them).",
+        "",
+        "| | before compaction | after |",
+        "| --- | --- | --- |",
+        *(f"| {name} | {before} | {after} |" for name, before, after in rows),
+        "",
+        f"`lake compact --stream orders --older-than 0`: {r['compact']['seconds']} s for "
+        f"{r['compact']['loads']:,} loads, peak RSS {r['compact']['peak_rss_mb']} MB. "
+        "The rebuilt tables have the same row counts before and after (the tests compare "
+        "every value).",
+        "",
+        "Reproduce: `uv run python benchmarks/bench_lake.py`.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--refresh-loads", type=int, default=5_000)
+    parser.add_argument("--name", default="lake")
+    args = parser.parse_args()
+    result = run(args.orders, args.refresh_loads)
+    path = write_result(args.name, markdown(result), result)
+    print(markdown(result))
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
