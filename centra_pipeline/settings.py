@@ -41,6 +41,8 @@ ENV_MAINTENANCE_CRON = "CENTRA_MAINTENANCE_CRON"
 ENV_COMPACT_OLDER_THAN_DAYS = "CENTRA_COMPACT_OLDER_THAN_DAYS"
 ENV_INBOX_RETENTION_DAYS = "CENTRA_INBOX_RETENTION_DAYS"
 ENV_REFRESH_RUN_RETENTION_DAYS = "CENTRA_REFRESH_RUN_RETENTION_DAYS"
+ENV_PII = "CENTRA_PII"
+ENV_PII_KEY = "CENTRA_PII_KEY"
 # The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
 CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
@@ -60,6 +62,7 @@ DEFAULT_COMPACT_OLDER_THAN_DAYS = 1.0
 DEFAULT_INBOX_RETENTION_DAYS = 30.0
 DEFAULT_REFRESH_RUN_RETENTION_DAYS = 7.0
 SYNC_EXECUTORS = ("in_process", "multiprocess")  # the first is the default
+PII_MODES = ("keep", "hash", "drop")  # the first is the default
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -222,6 +225,10 @@ class Settings:
     compact_older_than_days: float = DEFAULT_COMPACT_OLDER_THAN_DAYS
     inbox_retention_days: float = DEFAULT_INBOX_RETENTION_DAYS
     refresh_run_retention_days: float = DEFAULT_REFRESH_RUN_RETENTION_DAYS
+    # Personal data in the analyst snapshot: kept, replaced by a keyed hash, or left out;
+    # the key of every keyed hash (else one made and kept in the erasure directory).
+    pii: str = PII_MODES[0]
+    pii_key: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -295,9 +302,16 @@ class Settings:
                 DEFAULT_REFRESH_RUN_RETENTION_DAYS,
                 zero_ok=True,
             ),
+            pii=_choice(env, ENV_PII, PII_MODES),
+            pii_key=secret(ENV_PII_KEY),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------
+    @property
+    def erasure_dir(self) -> Path:
+        """The suppression list, the erasure log and the generated hash key."""
+        return self.data_dir / "erasure"
+
     @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"

@@ -173,6 +173,10 @@ MODULE_COMMANDS = {
         "compare Centra with the analyst snapshot, per day",
     ),
     "lake": ("centra_pipeline.cli.lake", "lake maintenance: `lake compact` merges small loads"),
+    "forget": (
+        "centra_pipeline.cli.forget",
+        "erase a person's personal data everywhere (GDPR) and keep it erased",
+    ),
     "schema-drift": (
         "centra_pipeline.cli.schema_drift",
         "list the fields Centra sends that no column maps; acknowledge known ones",

@@ -54,6 +54,9 @@ class Column:
     description: str
     required: bool = False
     transform: Callable[[Any], Any] | None = None  # applied to the raw value before typing
+    # Personal data of a person (e-mail, phone, name, address lines): erased by `forget`,
+    # hashed or left out of the analyst snapshot with CENTRA_PII (streams/personal.py).
+    personal: bool = False
 
 
 def c(
@@ -64,8 +67,9 @@ def c(
     name: str | None = None,
     required: bool = False,
     transform: Callable[[Any], Any] | None = None,
+    personal: bool = False,
 ) -> Column:
-    return Column(name or snake(source), type_, source, description, required, transform)
+    return Column(name or snake(source), type_, source, description, required, transform, personal)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class Table:
     @property
     def is_parent(self) -> bool:
         return self.parent is None
+
+    @property
+    def personal_columns(self) -> tuple[Column, ...]:
+        return tuple(col for col in self.columns if col.personal)
 
     @property
     def column_names(self) -> list[str]:

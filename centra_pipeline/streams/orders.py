@@ -112,7 +112,7 @@ ORDERS = Table(
         c("preferredDeliveryDate", TS, "Preferred delivery date"),
         c("estimatedDeliveryDate", TS, "Estimated delivery date"),
         *(
-            c(f"delivery{f}", TEXT, f"Delivery address: {f.lower()}")
+            c(f"delivery{f}", TEXT, f"Delivery address: {f.lower()}", personal=f != "Country")
             for f in (
                 "Name",
                 "Company",
@@ -128,7 +128,7 @@ ORDERS = Table(
             )
         ),
         *(
-            c(f"billing{f}", TEXT, f"Billing address: {f.lower()}")
+            c(f"billing{f}", TEXT, f"Billing address: {f.lower()}", personal=f != "Country")
             for f in (
                 "Name",
                 "Company",

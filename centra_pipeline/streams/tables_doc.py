@@ -29,6 +29,10 @@ def render() -> str:
         "Fields that no column maps are kept per row in `_extra` (JSON) and in the lake's raw",
         "JSON. Child tables are replaced together with their parent row.",
         "",
+        "Columns marked **Personal data** hold a person's e-mail, phone, name or address:",
+        "`centra-pipeline forget` erases them (in the lake too), and `CENTRA_PII=hash` or",
+        "`drop` hashes them in the analyst snapshot or leaves them out.",
+        "",
         "| stream | tables |",
         "| --- | --- |",
     ]
@@ -63,9 +67,10 @@ def render() -> str:
                 source = f"{source} (normalised)"
             else:
                 source = f"`{source}`"
+            personal = " **Personal data.**" if col.personal else ""
             out.append(
                 f"| `{col.name}` | {col.type} | {key} | {source} | "
-                f"{col.description.replace('|', '/')} |"
+                f"{col.description.replace('|', '/')}{personal} |"
             )
         for meta in warehouse_meta(table):
             out.append(

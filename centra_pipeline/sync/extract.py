@@ -31,6 +31,7 @@ from centra_pipeline.storage.lake import Lake, LoadManifest, LoadWriter, new_loa
 from centra_pipeline.storage.merge import CURSOR_MODES
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, Stream
+from centra_pipeline.streams.personal import Suppression
 from centra_pipeline.streams.rows import flatten, record_hash
 from centra_pipeline.sync import inbox_reads, reconcile_reads
 from centra_pipeline.sync.allocators import lean_allocators
@@ -79,6 +80,7 @@ class Extractor:
         progress: ProgressCallback | None = None,
         progress_interval: float = 2.0,
         inbox_path: Path | None = None,
+        suppression: Suppression | None = None,
     ) -> None:
         self.lake = lake
         self.warehouse = warehouse
@@ -88,6 +90,9 @@ class Extractor:
         self.progress = progress
         self.progress_interval = progress_interval
         self.inbox_path = inbox_path
+        # People erased with `forget`: their records are erased before anything is compared
+        # or landed (streams/personal.py).
+        self.suppression = suppression
 
     def run(self, stream_name: str, options: ExtractOptions | None = None) -> LoadManifest:
         options = options or ExtractOptions()
@@ -182,7 +187,10 @@ class Extractor:
             read.page(page, plan.cursor_field)
             progress.pages += 1
             progress.records += len(page.records)
-            records = _to_land(plan, stream, page.records, read.seen_keys)
+            records = page.records
+            if self.suppression and stream.parent.personal_columns:
+                records = self.suppression.apply(stream.parent, records)
+            records = _to_land(plan, stream, records, read.seen_keys)
             if records:
                 writer.write(
                     flatten(

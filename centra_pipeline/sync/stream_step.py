@@ -18,6 +18,7 @@ from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.settings import Settings
 from centra_pipeline.storage.lake import Lake, LoadManifest
 from centra_pipeline.storage.merge import MergeResult
+from centra_pipeline.storage.suppression import load_suppression
 from centra_pipeline.storage.warehouse import Warehouse, row_counts
 from centra_pipeline.streams import Stream, Table
 from centra_pipeline.sync.extract import Extractor, ProgressCallback
@@ -91,6 +92,7 @@ def land(
             shop_api=shop,
             progress=progress,
             inbox_path=settings.inbox_path,
+            suppression=load_suppression(settings),
         ).run(stream.name, options)
     finally:
         for client in (order, shop):

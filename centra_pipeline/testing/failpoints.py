@@ -23,6 +23,9 @@ POINTS = (
     "warehouse.before_publish",  # merged and committed, snapshot not yet swapped
     "compact.before_switch",  # a segment written and fsynced, not yet renamed into place
     "compact.after_switch",  # the segment in place, the loads it took in not yet removed
+    "forget.after_lake",  # lake files erased, the warehouse not yet
+    "forget.before_swap",  # warehouse erased, its rewritten copy not yet swapped in
+    "forget.before_log",  # everything erased but the snapshot, no log entry yet
 )
 
 

@@ -185,6 +185,17 @@ class Inbox:
             )
         return deleted
 
+    def clear_payloads(self, kind: str, object_ids: Sequence[str]) -> int:
+        """Forget the `data` of the events of these objects (erasure: a payload may hold a
+        person's data); the events themselves stay. Returns how many were cleared."""
+        conn = self._connection()
+        with write_transaction(conn):
+            return conn.executemany(
+                "UPDATE events SET data = NULL WHERE type = ? AND object_id = ? "
+                "AND data IS NOT NULL",
+                [(kind, object_id) for object_id in object_ids],
+            ).rowcount
+
     # Readers (the sensor) -----------------------------------------------------------------
     def events_after(
         self, seq: int, limit: int = 1000, types: Iterable[str] | None = None
