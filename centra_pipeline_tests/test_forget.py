@@ -7,6 +7,7 @@ rebuild from the lake and a compaction keep the person erased.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -226,3 +227,50 @@ def test_a_forget_killed_anywhere_is_completed_by_running_it_again(
     assert places_holding(tmp_path, values) == {}
     assert revenue(pipeline.warehouse) == before
     assert not list(data_dir.rglob(".*.erasing-*")) and not list(data_dir.rglob(".*.rewrite-*"))
+
+
+@pytest.mark.parametrize("mode", ["hash", "drop"])
+def test_the_snapshot_hashes_or_leaves_out_personal_data(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch, mode: str
+) -> None:
+    import hashlib
+    import hmac
+
+    from centra_pipeline.settings import Settings
+    from centra_pipeline.storage.suppression import snapshot_pii
+
+    pipeline.sync(["customers", "orders"])
+    customer, record, values = person_of(pipeline)
+    monkeypatch.setenv("CENTRA_PII", mode)
+    monkeypatch.setenv("CENTRA_PII_KEY", "a-key-for-this-test")
+    settings = Settings.from_env()
+    info = pipeline.warehouse.publish(settings.snapshot_path, *snapshot_pii(settings))
+    assert info["personal_data"] == mode
+    only = tmp_path / "snapshot_only"
+    only.mkdir()
+    shutil.copy(settings.snapshot_path, only)
+    assert places_holding(only, values) == {}
+    snapshot = duckdb.connect(str(settings.snapshot_path), read_only=True)
+    try:
+        columns = {r[0] for r in snapshot.execute("DESCRIBE customers").fetchall()}
+        orders = snapshot.execute("SELECT count(*), sum(grand_total_value) FROM orders").fetchall()
+        if mode == "drop":
+            assert not columns & {"email", "first_name", "phone_number", "address1"}
+            assert "customer_id" in columns and "country" in columns
+        else:
+            (email,) = snapshot.execute(
+                "SELECT email FROM customers WHERE customer_id = ?", [customer]
+            ).fetchall()[0]
+            normalised = record["email"].strip().lower()
+            expected = hmac.new(b"a-key-for-this-test", normalised.encode(), hashlib.sha256)
+            assert email == expected.hexdigest()
+            # Joins and distinct counts still work on the hashed e-mail.
+            (joined,) = snapshot.execute(
+                "SELECT count(*) FROM orders o JOIN customers c ON o.billing_email = c.email "
+                "WHERE c.customer_id = ?",
+                [customer],
+            ).fetchall()[0]
+            assert joined >= 1
+    finally:
+        snapshot.close()
+    assert orders == pipeline.warehouse.query("SELECT count(*), sum(grand_total_value) FROM orders")

@@ -44,6 +44,7 @@ def _customer_id(value: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from centra_pipeline.storage.erasure import forget
     from centra_pipeline.storage.lake import Lake
+    from centra_pipeline.storage.suppression import snapshot_pii
     from centra_pipeline.storage.warehouse import Warehouse
 
     try:
@@ -59,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ValueError, ConfigError) as exc:
         return fail(str(exc))
-    published = warehouse.publish(settings.snapshot_path) if warehouse.path.exists() else None
+    published = (
+        warehouse.publish(settings.snapshot_path, *snapshot_pii(settings))
+        if warehouse.path.exists()
+        else None
+    )
     if args.json:
         print(json.dumps({**erasure.as_dict(), "snapshot": published}, indent=2))
         return EXIT_OK

@@ -43,6 +43,7 @@ from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.defs.specs import source_specs, stream_specs
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.suppression import snapshot_pii
 from centra_pipeline.storage.warehouse import Warehouse, unmapped_fields
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.rows import MissingKey
@@ -315,12 +316,14 @@ def build_snapshot_asset() -> dg.AssetsDefinition:
             "The analyst snapshot `$CENTRA_DATA_DIR/centra.duckdb`: a copy of the warehouse, "
             "swapped in atomically after each successful run, readable by DuckDB 1.5 and "
             "newer. Analysts open it (read-only is best); the pipeline never waits on them. "
-            "Its row count is every table's rows summed; `rows/<table>` lists each."
+            "Its row count is every table's rows summed; `rows/<table>` lists each. "
+            "`personal_data` says whether personal columns are kept, hashed or left out "
+            "(CENTRA_PII)."
         ),
     )
     def centra_snapshot(context: dg.AssetExecutionContext, storage: StorageResource):
         warehouse = storage.warehouse()
-        info = warehouse.publish(storage.snapshot_path)
+        info = warehouse.publish(storage.snapshot_path, *snapshot_pii(storage.settings))
         counts = warehouse.row_counts(list(TABLES))
         context.log.info(
             "published %s (%s bytes, %s rows in %d tables) in %.2f s",

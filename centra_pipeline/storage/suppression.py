@@ -86,3 +86,9 @@ def erasure_log(settings: Settings) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def snapshot_pii(settings: Settings) -> tuple[str, bytes | None]:
+    """How the snapshot holds personal data (CENTRA_PII), and the key `hash` needs."""
+    key = pii_key(settings, create=True) if settings.pii == "hash" else None
+    return settings.pii, key

@@ -338,9 +338,12 @@ class Warehouse:
         return int(rows[0][0]) if rows else 0
 
     # --- merge -----------------------------------------------------------------------------
-    def publish(self, snapshot_path: Path) -> dict[str, Any]:
-        """Copy the warehouse to the analyst snapshot and swap it in atomically."""
-        return publish(self, snapshot_path)
+    def publish(
+        self, snapshot_path: Path, pii: str = "keep", key: bytes | None = None
+    ) -> dict[str, Any]:
+        """Copy the warehouse to the analyst snapshot and swap it in atomically (CENTRA_PII:
+        personal columns kept, hashed with `key` or left out)."""
+        return publish(self, snapshot_path, pii, key)
 
     def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
         """Merge complete lake loads, oldest first, each in its own transaction."""
