@@ -274,3 +274,30 @@ def test_the_snapshot_hashes_or_leaves_out_personal_data(
     finally:
         snapshot.close()
     assert orders == pipeline.warehouse.query("SELECT count(*), sum(grand_total_value) FROM orders")
+
+
+def test_a_customer_anonymised_in_centra_is_erased_from_the_older_copies(
+    pipeline: Pipeline, data_dir: Path, monkeypatch, tmp_path: Path
+) -> None:
+    import requests
+
+    point_env_at(pipeline.emu, monkeypatch)
+    assert cli("sync").returncode == 0
+    customer, _record, values = person_of(pipeline)
+    url = f"{pipeline.emu.order_api_url}/anonymize-customer/{customer}"
+    headers = {"API-Authorization": pipeline.emu.order_api_key}
+    assert requests.put(url, headers=headers, timeout=10).json()["status"] == "ok"
+    again = requests.put(url, headers=headers, timeout=10).json()
+    assert again == {"status": "no", "msg": "The personal data was already anonymized."}
+    assert places_holding(tmp_path, values)  # the lake and warehouse still hold the old copies
+
+    synced = cli("sync")
+
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert places_holding(tmp_path, values) == {}
+    (entry,) = [
+        json.loads(line) for line in (data_dir / "erasure" / "log.jsonl").read_text().splitlines()
+    ]
+    assert entry["reason"] == "anonymised in Centra" and entry["customer_ids"] == [customer]
+    assert cli("sync").returncode == 0  # nothing more to erase: no second entry
+    assert len((data_dir / "erasure" / "log.jsonl").read_text().splitlines()) == 1

@@ -237,6 +237,16 @@ def _merged_tables(
         return {t.name: check_results(context.selected_asset_check_keys, inputs, t) for t in tables}
 
     merged = stream_step.merge(stream, tables, lake=lake, warehouse=warehouse, inspect=checks)
+    if stream.name == "customers":
+        erasure = stream_step.erase_anonymised(
+            merged, settings=settings, lake=lake, warehouse=warehouse
+        )
+        if erasure is not None:
+            context.log.info(
+                f"{len(erasure.customer_ids)} customers anonymised in Centra: their older "
+                f"copies erased ({erasure.lake_records_erased} lake records, "
+                f"{sum(erasure.warehouse_rows_erased.values())} warehouse rows)"
+            )
     for table in tables:
         yield dg.MaterializeResult(
             asset_key=table_key(table),

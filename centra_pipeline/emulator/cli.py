@@ -18,7 +18,7 @@ import time
 from centra_pipeline.settings import connection_env
 
 from .cli_options import OPTION_GROUPS, config_values, flag_names
-from .config import ALL_STATUSES, ORDER_ENDPOINTS, SHOP_ENDPOINTS, EmulatorConfig, PluginSettings
+from .config import ALL_STATUSES, API_ENDPOINTS, SHOP_ENDPOINTS, EmulatorConfig, PluginSettings
 from .emulator import Emulator
 
 
@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> EmulatorConfig:
     """argparse namespace -> EmulatorConfig; raises ValueError with a readable message."""
     order_plugin = PluginSettings(
-        allowed_endpoints=_allow_list(ORDER_ENDPOINTS, args.deny_endpoint, "--deny-endpoint"),
+        allowed_endpoints=_allow_list(
+            API_ENDPOINTS["order"], args.deny_endpoint, "--deny-endpoint"
+        ),
         statuses=args.order_statuses or ALL_STATUSES,
         markets=args.order_markets,
         include_hold_wfp=args.include_hold_wfp,

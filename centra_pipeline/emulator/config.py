@@ -48,7 +48,12 @@ SHOP_ENDPOINTS: tuple[str, ...] = (
     "GET /brands",
     "GET /brands/{id}",
 )
-API_ENDPOINTS: dict[str, tuple[str, ...]] = {"order": ORDER_ENDPOINTS, "shop": SHOP_ENDPOINTS}
+# What a merchant's own tools call, not the pipeline; emulated for its effect on what is read.
+ORDER_WRITE_ENDPOINTS: tuple[str, ...] = ("PUT /anonymize-customer/{id}",)
+API_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "order": ORDER_ENDPOINTS + ORDER_WRITE_ENDPOINTS,
+    "shop": SHOP_ENDPOINTS,
+}
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "truncate", "slow")
 
 _NOW_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

@@ -92,6 +92,7 @@ class CustomerTable:
         )
         self._columns = _draw_records(hasher, keys, self.market)
         self.rev: dict[int, int] = {}
+        self.anonymized: set[int] = set()
         self._base = lru_cache(maxsize=16384)(self._compute_base)
 
     # truth ------------------------------------------------------------------------------
@@ -99,7 +100,10 @@ class CustomerTable:
         return 1 <= customer_id <= self.n
 
     def base(self, customer_id: int) -> CustomerBase:
-        return self._base(customer_id)
+        base = self._base(customer_id)
+        if customer_id in self.anonymized:
+            return CustomerBase("", "", "", "", "", "", "", "", base.country)
+        return base
 
     def _compute_base(self, cid: int) -> CustomerBase:
         country_i, first_i, last_i, city_i, zip_number, phone_number, house = self._columns[
@@ -148,6 +152,14 @@ class CustomerTable:
         self.modified[cid - 1] = epoch
         self.modified_local[cid - 1] = self.clock.to_local(epoch)
 
+    def anonymize(self, cid: int, epoch: int) -> bool:
+        """Empty the customer's personal data; False if it was already."""
+        if cid in self.anonymized:
+            return False
+        self.anonymized.add(cid)
+        self.touch(cid, epoch)
+        return True
+
     # rendering --------------------------------------------------------------------------
     def render(self, cid: int) -> dict[str, object]:
         base = self.base(cid)
@@ -156,9 +168,10 @@ class CustomerTable:
         newsletter = h.scalar(cid, "customer/newsletter") < 0.45
         if rev % 2:
             newsletter = not newsletter  # each update flips the newsletter flag...
+        anonymized = cid in self.anonymized
         phone = (
             base.phone
-            if rev == 0
+            if rev == 0 or anonymized
             else f"{base.phone[:-3]}{(int(base.phone[-3:]) + rev) % 1000:03d}"
         )
         created = self.clock.fmt(int(self.created_local[cid - 1]))
@@ -183,7 +196,7 @@ class CustomerTable:
             "firstName": base.first,
             "lastName": base.last,
             "address1": base.address,
-            "address2": "" if rev == 0 else f"c/o {base.last} {rev}",  # ...and the address moves
+            "address2": "" if rev == 0 or anonymized else f"c/o {base.last} {rev}",  # ...moves
             "zipCode": base.zipcode,
             "city": base.city,
             "state": base.state,

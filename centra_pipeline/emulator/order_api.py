@@ -24,12 +24,18 @@ CUSTOMER_NOT_FOUND = {"status": "no", "msg": "The customer was not found."}
 XML_NOT_EMULATED = "XML output (xml=1) is not emulated; omit xml to get JSON"
 DEFAULT_LIMIT = 20
 _CUSTOMER_PATH = re.compile(r"^/customers/([^/]+)$")
+_ANONYMIZE_PATH = re.compile(r"^/anonymize-customer/([^/]+)$")
+ANONYMIZED = {"status": "ok", "msg": "The personal data has been anonymized."}
+ALREADY_ANONYMIZED = {"status": "no", "msg": "The personal data was already anonymized."}
 
 Query = dict[str, list[str]]
 
 
 def route(method: str, path: str) -> tuple[str, str | None] | None:
     """(endpoint name as used in the plugin allow-list, path parameter) or None."""
+    if method == "PUT":
+        match = _ANONYMIZE_PATH.match(path)
+        return ("PUT /anonymize-customer/{id}", match.group(1)) if match else None
     if method != "GET":
         return None
     if path in ("/orders", "/returns", "/customers", "/products", "/stock"):
@@ -173,6 +179,16 @@ def get_customer(store: Store, _: Query, param: str | None) -> dict[str, object]
     return {"status": "ok", "customer": store.customers.render(int(param))}
 
 
+def anonymize_customer(store: Store, _: Query, param: str | None) -> dict[str, object]:
+    """`PUT /anonymize-customer/{id}`: the customer's personal data, and that printed on
+    their orders, becomes empty (the docs say only that it is anonymised; inferred)."""
+    if param is None or not param.isdigit() or not store.customers.exists(int(param)):
+        raise BusinessError(CUSTOMER_NOT_FOUND["msg"])
+    if not store.anonymize_customer(int(param)):
+        raise BusinessError(ALREADY_ANONYMIZED["msg"])
+    return dict(ANONYMIZED)
+
+
 def _product_rows(store: Store, query: Query, *, stock: bool) -> dict[str, object]:
     """GET /products and GET /stock: the items matching every filter given, paged with
     `limit` + `page` when `limit` is given."""
@@ -254,4 +270,5 @@ _HANDLERS: dict[str, Callable[[Store, Query, str | None], dict[str, object]]] = 
     "GET /customers/{id}": get_customer,
     "GET /products": get_products,
     "GET /stock": get_stock,
+    "PUT /anonymize-customer/{id}": anonymize_customer,
 }

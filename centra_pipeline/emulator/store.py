@@ -289,6 +289,15 @@ class Store:
             )
             return {"now": stamp, **changed}, events
 
+    def anonymize_customer(self, cid: int) -> bool:
+        """`PUT /anonymize-customer/{id}` (the Order API holds the lock): False if the
+        customer was anonymised before."""
+        if not self.customers.anonymize(cid, self.now):
+            return False
+        self.version += 1
+        self._cache.clear()
+        return True
+
     # truth for tests ----------------------------------------------------------------------
     def order_numbers(self, visible_only: bool = True) -> list[int]:
         with self.lock:

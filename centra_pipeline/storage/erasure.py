@@ -68,6 +68,7 @@ class Erasure:
 
     erased_at: str
     customer_ids: list[int]
+    reason: str  # `forget`, or `anonymised in Centra`
     emails: int  # how many addresses were given or found (never the addresses)
     lake_files_rewritten: int = 0
     lake_records_erased: int = 0
@@ -105,7 +106,12 @@ def resolve(warehouse: Warehouse, customer_ids: set[int], emails: set[str]) -> P
 
 
 def forget(
-    settings: Settings, warehouse: Warehouse, lake: Lake, customer_ids: set[int], emails: set[str]
+    settings: Settings,
+    warehouse: Warehouse,
+    lake: Lake,
+    customer_ids: set[int],
+    emails: set[str],
+    reason: str = "forget",
 ) -> Erasure:
     """Erase the person everywhere but the snapshot (the caller republishes it)."""
     bad = [e for e in emails if "@" not in e or normalize_email(e) is None]
@@ -125,6 +131,7 @@ def forget(
     erasure = Erasure(
         erased_at=datetime.now(UTC).isoformat(),
         customer_ids=sorted(person.customer_ids),
+        reason=reason,
         emails=len(person.emails),
     )
     with warehouse.locked(exclusive=True):
@@ -140,6 +147,22 @@ def forget(
         handle.flush()
         os.fsync(handle.fileno())
     return erasure
+
+
+def anonymised_in(settings: Settings, manifests: list[Any]) -> set[int]:
+    """Customers these customer loads show anonymised by Centra (`PUT /anonymize-customer`):
+    every personal field empty. Those not erased yet; their older copies still hold it."""
+    table = TABLES["customers"]
+    personal = [col.name for col in table.personal_columns]
+    files = [p for m in manifests for p in m.file_paths(table.name) if not m.segment]
+    if not files:
+        return set()
+    empty = " AND ".join(f"coalesce(trim({quote_ident(c)}), '') = ''" for c in personal)
+    rows = duckdb.sql(
+        f"SELECT DISTINCT customer_id FROM read_parquet(?) WHERE {empty}", params=[files]
+    ).fetchall()
+    erased = load_suppression(settings).customer_ids
+    return {int(r[0]) for r in rows} - erased
 
 
 # --- lake -------------------------------------------------------------------------------

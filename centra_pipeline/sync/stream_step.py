@@ -16,6 +16,7 @@ import duckdb
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.settings import Settings
+from centra_pipeline.storage.erasure import Erasure, anonymised_in, forget
 from centra_pipeline.storage.lake import Lake, LoadManifest
 from centra_pipeline.storage.merge import MergeResult
 from centra_pipeline.storage.suppression import load_suppression
@@ -123,6 +124,17 @@ def merge(
         return merged
 
     return warehouse.merge_loads_then(pending, after)
+
+
+def erase_anonymised(
+    merged: Merged, *, settings: Settings, lake: Lake, warehouse: Warehouse
+) -> Erasure | None:
+    """Customers that Centra anonymised show up in a customers read with every personal
+    field empty: erase the older copies of their data as `forget` would (None: none)."""
+    ids = anonymised_in(settings, merged.loads)
+    if not ids:
+        return None
+    return forget(settings, warehouse, lake, ids, set(), reason="anonymised in Centra")
 
 
 def probe(
