@@ -119,7 +119,10 @@ class Warehouse:
         if not read_only:
             config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
             config["temp_directory"] = str(self.path.parent / "duckdb_tmp")
-        return duckdb.connect(str(self.path), read_only=read_only, config=config)
+        con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+        # A segment's files are read once per load they hold (storage/compact.py).
+        con.execute("SET parquet_metadata_cache = true")
+        return con
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -341,8 +344,7 @@ class Warehouse:
     def publish(
         self, snapshot_path: Path, pii: str = "keep", key: bytes | None = None
     ) -> dict[str, Any]:
-        """Copy the warehouse to the analyst snapshot and swap it in atomically (CENTRA_PII:
-        personal columns kept, hashed with `key` or left out)."""
+        """Copy the warehouse to the snapshot, swap it in atomically (storage/publish.py)."""
         return publish(self, snapshot_path, pii, key)
 
     def merge_loads(self, manifests: list[LoadManifest]) -> list[MergeResult]:
@@ -352,9 +354,7 @@ class Warehouse:
         return self.merge_loads_then(manifests, lambda _con, results: results)
 
     def merge_loads_then(
-        self,
-        manifests: list[LoadManifest],
-        then: Callable[[duckdb.DuckDBPyConnection, list[MergeResult]], T],
+        self, manifests: list[LoadManifest], then: Callable[[duckdb.DuckDBPyConnection, list], T]
     ) -> T:
         """Merge the loads as `merge_loads` does, then call `then(con, results)` on the same
         connection, still holding the writer lock: what a run reports after a merge (row
