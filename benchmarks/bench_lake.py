@@ -46,6 +46,7 @@ print(json.dumps({"loads": len(loads), "list_seconds": round(listed, 2),
 SCAN = """
 import json, sys, time
 import duckdb
+duckdb.execute("SET enable_progress_bar = false")
 started = time.perf_counter()
 (n, total) = duckdb.sql(
     "SELECT count(*), count(DISTINCT order_id) FROM read_parquet(?)", params=[sys.argv[1]]
@@ -82,7 +83,8 @@ def publish(env: dict, mode: str) -> dict:
         [sys.executable, "-c", PUBLISH, str(target)],
         {**env, "CENTRA_PII": mode, "CENTRA_PII_KEY": "bench-key"},
     )
-    return {**json.loads(result["stdout"]), "peak_rss_mb": round(result["peak_rss_mb"])}
+    last = result["stdout"].strip().splitlines()[-1]
+    return {**json.loads(last), "peak_rss_mb": round(result["peak_rss_mb"])}
 
 
 def busiest_customer(data: Path) -> int:
@@ -170,13 +172,14 @@ def run(orders: int, refresh_loads: int) -> dict:
             result = measured_rss(
                 [sys.executable, "-c", REBUILD, str(data / "lake"), f"{tmp}/{name}.duckdb"], env
             )
-            entry = json.loads(result["stdout"])
+            entry = json.loads(result["stdout"].strip().splitlines()[-1])
             entry["peak_rss_mb"] = round(result["peak_rss_mb"])
             return entry
 
         def scan() -> dict:
             pattern = str(data / "lake" / "orders" / "*" / "**" / "orders-*.parquet")
-            return json.loads(measured_rss([sys.executable, "-c", SCAN, pattern], env)["stdout"])
+            result = measured_rss([sys.executable, "-c", SCAN, pattern], env)
+            return json.loads(result["stdout"].strip().splitlines()[-1])
 
         out["before"] = {**lake_counts(data / "lake"), "rebuild": rebuild("before"), "scan": scan()}
         print(f"  before: {out['before']}", flush=True)

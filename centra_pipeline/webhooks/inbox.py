@@ -189,12 +189,15 @@ class Inbox:
         """Forget the `data` of the events of these objects (erasure: a payload may hold a
         person's data); the events themselves stay. Returns how many were cleared."""
         conn = self._connection()
+        conn.execute("PRAGMA secure_delete = ON")  # overwrite, not just free, the old text
         with write_transaction(conn):
-            return conn.executemany(
+            cleared = conn.executemany(
                 "UPDATE events SET data = NULL WHERE type = ? AND object_id = ? "
                 "AND data IS NOT NULL",
                 [(kind, object_id) for object_id in object_ids],
             ).rowcount
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and no old copy left in the WAL
+        return cleared
 
     # Readers (the sensor) -----------------------------------------------------------------
     def events_after(
