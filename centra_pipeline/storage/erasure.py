@@ -201,65 +201,75 @@ def _lake_files(lake: Lake, table: Table) -> list[Path]:
 
 
 def _erase_lake(lake: Lake, suppression: Suppression, erasure: Erasure) -> dict[str, str]:
-    """Rewrite the lake files holding suppressed people; returns old → new record hashes."""
+    """Rewrite the lake files holding suppressed people; returns old → new record hashes.
+    A file is rewritten row group by row group, so memory follows a row group, not a file
+    (a segment holds a month of a stream)."""
     new_hashes: dict[str, str] = {}
     cache: dict[str, bool] = {}
     for table in _person_tables():
         personal = [col.name for col in table.personal_columns]
+        wanted = [_column_of(table, PERSON_FIELDS[table.name][0])] + [
+            _column_of(table, s) for s in PERSON_FIELDS[table.name][1]
+        ]
+        probe_columns = list(dict.fromkeys(wanted + personal))
         for path in _lake_files(lake, table):
             parquet = pq.ParquetFile(path)
-            wanted = [_column_of(table, PERSON_FIELDS[table.name][0])] + [
-                _column_of(table, s) for s in PERSON_FIELDS[table.name][1]
-            ]
-            probe = parquet.read(columns=list(dict.fromkeys(wanted + personal)))
-            mask = _matching_mask(table, probe, suppression, cache)
-            holds = pc.fill_null(
-                functools.reduce(pc.or_, [pc.is_valid(probe.column(n)) for n in personal]), False
-            )
-            mask = pc.and_(mask, holds)  # rows erased before have nothing left to erase
-            if not pc.any(mask).as_py():
+            masks = []
+            for i in range(parquet.metadata.num_row_groups):
+                probe = parquet.read_row_group(i, columns=probe_columns)
+                mask = _matching_mask(table, probe, suppression, cache)
+                holds = functools.reduce(pc.or_, [pc.is_valid(probe.column(n)) for n in personal])
+                # rows erased before have nothing left to erase
+                both = pc.and_(mask, pc.fill_null(holds, False))
+                masks.append(both.combine_chunks() if isinstance(both, pa.ChunkedArray) else both)
+            if not any(pc.any(mask).as_py() for mask in masks):
                 continue
-            data = parquet.read()
-            hits = mask.to_pylist()
-            raws = data.column("_raw").to_pylist()
-            hashes = data.column("_hash").to_pylist()
-            for i, hit in enumerate(hits):
-                if hit:
-                    raws[i] = erase_raw(table, raws[i])
-                    new = record_hash(raws[i])
-                    if hashes[i] != new:
-                        new_hashes[hashes[i]] = new
-                    hashes[i] = new
-                    erasure.lake_records_erased += 1
-            for name in personal:
-                column = data.column(name)
-                nulls = pa.nulls(len(data), column.type)
-                data = data.set_column(
-                    data.schema.get_field_index(name), name, pc.if_else(mask, nulls, column)
-                )
-            data = data.set_column(
-                data.schema.get_field_index("_raw"), "_raw", pa.array(raws, pa.string())
-            )
-            data = data.set_column(
-                data.schema.get_field_index("_hash"), "_hash", pa.array(hashes, pa.string())
-            )
-            row_group = (
-                parquet.metadata.row_group(0).num_rows if parquet.metadata.num_row_groups else 1
-            )
             tmp = path.with_name(f".{path.name}.erasing-{os.getpid()}")
-            pq.write_table(
-                data.cast(parquet.schema_arrow),
-                tmp,
-                compression="zstd",
-                compression_level=1,
-                row_group_size=max(row_group, 1),
-            )
+            with pq.ParquetWriter(
+                tmp, parquet.schema_arrow, compression="zstd", compression_level=1
+            ) as writer:
+                for i, mask in enumerate(masks):
+                    group = parquet.read_row_group(i)
+                    if pc.any(mask).as_py():
+                        group = _erase_rows(table, group, mask, personal, new_hashes, erasure)
+                    writer.write_table(group, row_group_size=max(group.num_rows, 1))
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
             fsync_dir(path.parent)
             erasure.lake_files_rewritten += 1
     return new_hashes
+
+
+def _erase_rows(
+    table: Table,
+    data: pa.Table,
+    mask: Any,
+    personal: list[str],
+    new_hashes: dict[str, str],
+    erasure: Erasure,
+) -> pa.Table:
+    """`data` with the masked rows erased: personal columns null, raw JSON and hash redone."""
+    raws = [erase_raw(table, raw) for raw in data.column("_raw").filter(mask).to_pylist()]
+    hashes = [record_hash(raw) for raw in raws]
+    for old, new in zip(data.column("_hash").filter(mask).to_pylist(), hashes, strict=True):
+        if old != new:
+            new_hashes[old] = new
+    erasure.lake_records_erased += len(raws)
+    replaced = {
+        "_raw": pc.replace_with_mask(
+            data.column("_raw").combine_chunks(), mask, pa.array(raws, pa.string())
+        ),
+        "_hash": pc.replace_with_mask(
+            data.column("_hash").combine_chunks(), mask, pa.array(hashes, pa.string())
+        ),
+    }
+    for name in personal:
+        column = data.column(name)
+        replaced[name] = pc.if_else(mask, pa.nulls(len(data), column.type), column)
+    for name, column in replaced.items():
+        data = data.set_column(data.schema.get_field_index(name), name, column)
+    return data
 
 
 # --- warehouse --------------------------------------------------------------------------
@@ -337,7 +347,7 @@ def _rewrite_database(path: Path) -> None:
         return
     tmp = path.with_name(f".{path.name}.rewrite-{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": "192MB", "threads": 2})
     try:
         con.execute(f"ATTACH '{path}' AS src (READ_ONLY)")
         con.execute(f"ATTACH '{tmp}' AS dst")

@@ -82,7 +82,7 @@ def _copy_without_personal_data(source: Path, target: Path, pii: str, key: bytes
     if pii == "hash" and not key:
         raise ValueError("CENTRA_PII=hash needs a key")
     target.unlink(missing_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": "192MB", "threads": 2})
     try:
         if key:
             con.create_function(
