@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from centra_pipeline.settings import Settings
 from centra_pipeline.storage.lake import Lake, fsync_dir
+from centra_pipeline.storage.publish import copy_database
 from centra_pipeline.storage.sql import main_table, quote_ident
 from centra_pipeline.storage.suppression import (
     ERASURE_LOG,
@@ -346,16 +347,7 @@ def _rewrite_database(path: Path) -> None:
     if not path.exists():
         return
     tmp = path.with_name(f".{path.name}.rewrite-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    con = duckdb.connect(config={"memory_limit": "192MB", "threads": 2})
-    try:
-        con.execute(f"ATTACH '{path}' AS src (READ_ONLY)")
-        con.execute(f"ATTACH '{tmp}' AS dst")
-        con.execute("COPY FROM DATABASE src TO dst")
-        con.execute("DETACH dst")
-        con.execute("DETACH src")
-    finally:
-        con.close()
+    copy_database(path, tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     failpoint("forget.before_swap")

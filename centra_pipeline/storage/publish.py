@@ -8,8 +8,6 @@ snapshot file never held the plain values, so none linger in its free blocks."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import shutil
 import time
@@ -55,7 +53,7 @@ def publish(
         if pii == "keep":
             shutil.copyfile(warehouse.path, tmp)
         else:
-            _copy_without_personal_data(warehouse.path, tmp, pii, key)
+            copy_database(warehouse.path, tmp, pii=pii, key=key)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     failpoint("warehouse.before_publish")
@@ -73,18 +71,22 @@ def publish(
     }
 
 
-def _copy_without_personal_data(source: Path, target: Path, pii: str, key: bytes | None) -> None:
+def copy_database(
+    source: Path, target: Path, *, pii: str = "keep", key: bytes | None = None
+) -> None:
+    """Copy a DuckDB file into a fresh one, which holds none of the blocks the source freed
+    (erasure), with personal columns hashed or left out for CENTRA_PII=hash or drop."""
     from centra_pipeline.streams import TABLES
     from centra_pipeline.streams.personal import PERSON_FIELDS
 
-    if pii not in ("hash", "drop"):
+    if pii not in ("keep", "hash", "drop"):
         raise ValueError(f"CENTRA_PII must be keep, hash or drop, not {pii!r}")
     if pii == "hash" and not key:
         raise ValueError("CENTRA_PII=hash needs a key")
     target.unlink(missing_ok=True)
     con = duckdb.connect(config={"memory_limit": "192MB", "threads": 2})
     try:
-        if key:
+        if pii == "hash":
             con.create_function(
                 "pii_hmac",
                 _hmac_column(key),
@@ -94,6 +96,10 @@ def _copy_without_personal_data(source: Path, target: Path, pii: str, key: bytes
             )
         con.execute(f"ATTACH {string_literal(str(source))} AS src (READ_ONLY)")
         con.execute(f"ATTACH {string_literal(str(target))} AS dst")
+        if pii == "keep":
+            con.execute("COPY FROM DATABASE src TO dst")
+            con.execute("DETACH dst")
+            return
         con.execute("COPY FROM DATABASE src TO dst (SCHEMA)")
         tables = con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src'"
@@ -126,13 +132,11 @@ def _copy_without_personal_data(source: Path, target: Path, pii: str, key: bytes
 
 
 def _hmac_column(key: bytes):
+    from centra_pipeline.streams.personal import email_hmac
+
     def apply(values: pa.Array) -> pa.Array:
         return pa.array(
-            [
-                None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
-                for v in values.to_pylist()
-            ],
-            pa.string(),
+            [None if v is None else email_hmac(key, v) for v in values.to_pylist()], pa.string()
         )
 
     return apply
