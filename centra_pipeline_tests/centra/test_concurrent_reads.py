@@ -348,11 +348,16 @@ def test_pages_fetched_ahead_are_parsed_only_when_the_read_takes_them(
     before = served(emu)
     expected = fingerprint(clients.order(emu, config=ONE, page_size=7).iter_orders())
     sequential = served(emu) - before
-    parsed_in.clear()
-    before = served(emu)
-    assert fingerprint(api.iter_orders()) == expected
-    assert served(emu) - before > sequential, "no request was made ahead"
-    assert parsed_in and not [name for name in parsed_in if name.startswith("centra-ahead")]
+    ahead = 0
+    for _ in range(3):  # on a loaded machine a read may keep pace with its pages ahead
+        parsed_in.clear()
+        before = served(emu)
+        assert fingerprint(api.iter_orders()) == expected
+        assert parsed_in and not [name for name in parsed_in if name.startswith("centra-ahead")]
+        ahead = served(emu) - before - sequential
+        if ahead > 0:
+            break
+    assert ahead > 0, "no request was made ahead"
 
 
 def test_a_page_fetched_ahead_that_does_not_parse_is_fetched_again(plain, clients) -> None:
