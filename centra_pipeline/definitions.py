@@ -14,6 +14,11 @@ import warnings
 
 import dagster as dg
 
+from centra_pipeline.defs.all_stores import (
+    all_stores_job,
+    all_stores_snapshot,
+    build_all_stores_sensor,
+)
 from centra_pipeline.defs.assets import all_assets
 from centra_pipeline.defs.jobs import (
     ORDER_REFRESH_JOB_NAME,
@@ -26,25 +31,33 @@ from centra_pipeline.defs.maintenance import maintenance_job, maintenance_schedu
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule, sync_schedule
 from centra_pipeline.defs.sensors import build_freshness_sensor, build_order_webhook_sensor
-from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.settings import ConfigError, Settings, environment
+from centra_pipeline.stores import DEFAULT_STORE, ENV_STORES_FILE, load_stores
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.allocators import lean_allocators
 
 lean_allocators()  # a run worker loads this before its threads start (sync/allocators.py)
 
 
-def _settings() -> tuple[Settings, bool]:
-    """The settings, and whether Centra is configured. With invalid settings the defaults
-    load, and every run fails with the configuration's own message."""
+def _settings() -> tuple[Settings, list[str], bool]:
+    """The deployment's settings, its store names (the partitions), and whether Centra is
+    configured. With invalid single-store settings the defaults load, and every run fails
+    with the configuration's own message. A bad stores file fails loading instead, with
+    its message in the UI's code location: nothing runs on half a list of stores."""
+    if environment().get(ENV_STORES_FILE, "").strip():
+        stores = load_stores()
+        first = next(iter(stores.settings.values()))
+        return first, stores.names, True
     try:
         settings = Settings.from_env()
     except ConfigError:
-        return Settings(), False
-    return settings, not settings.missing_order_api()
+        return Settings(), [DEFAULT_STORE], False
+    return settings, [DEFAULT_STORE], not settings.missing_order_api()
 
 
 def build_definitions() -> dg.Definitions:
-    settings, configured = _settings()
+    settings, store_names, configured = _settings()
+    stores = dg.StaticPartitionsDefinition(store_names)
     schedules_on = (
         dg.DefaultScheduleStatus.RUNNING if configured else dg.DefaultScheduleStatus.STOPPED
     )
@@ -64,18 +77,22 @@ def build_definitions() -> dg.Definitions:
         freshness_sensor, freshness_job = build_freshness_sensor(
             list(freshness_checks), warn, fail, sensors_on
         )
+    many = environment().get(ENV_STORES_FILE, "").strip() != ""
     return dg.Definitions(
-        assets=all_assets(freshness),
+        assets=[*all_assets(freshness, stores), *([all_stores_snapshot] if many else [])],
         asset_checks=freshness_checks,
-        jobs=[*jobs.values(), freshness_job, maintenance_job],
+        jobs=[*jobs.values(), freshness_job, maintenance_job, *([all_stores_job] if many else [])],
         schedules=[
-            sync_schedule(jobs[SYNC_JOB_NAME], settings.sync_cron, schedules_on),
-            reconcile_schedule(jobs[RECONCILE_JOB_NAME], settings.reconcile_cron, schedules_on),
+            sync_schedule(jobs[SYNC_JOB_NAME], settings.sync_cron, schedules_on, store_names),
+            reconcile_schedule(
+                jobs[RECONCILE_JOB_NAME], settings.reconcile_cron, schedules_on, store_names
+            ),
             maintenance_schedule(maintenance_job, settings.maintenance_cron, schedules_on),
         ],
         sensors=[
             freshness_sensor,
             build_order_webhook_sensor(jobs[ORDER_REFRESH_JOB_NAME], sensors_on),
+            *([build_all_stores_sensor(sensors_on)] if many else []),
         ],
         resources={"centra": CentraResource(), "storage": StorageResource()},
     )

@@ -187,6 +187,9 @@ def connection_env(
 
 @dataclass(frozen=True)
 class Settings:
+    # The store these settings belong to (centra_pipeline/stores.py); `default` without a
+    # stores file.
+    store: str = "default"
     order_api_url: str | None = None
     order_api_key: Secret | None = field(default=None, repr=False)
     shop_api_url: str | None = None

@@ -47,7 +47,9 @@ TABLE_METADATA = {
 def run_sync_job(instance: dg.DagsterInstance, **config) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     ops = sync_run_config(**config)
-    return job.execute_in_process(run_config={"ops": ops}, instance=instance, raise_on_error=False)
+    return job.execute_in_process(
+        run_config={"ops": ops}, instance=instance, raise_on_error=False, partition_key="default"
+    )
 
 
 def test_definitions_load_without_any_centra_configuration(tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_schedule_settings_are_read_from_the_env_file_too(tmp_path: Path) -> Non
         "from centra_pipeline.definitions import defs; "
         "job = defs.resolve_job_def('centra_sync'); "
         "print(defs.resolve_schedule_def('centra_sync_schedule').cron_schedule, "
-        "list(job.run_config['execution']['config']))"
+        "list(job.partitioned_config.get_run_config_for_partition_key('default')['execution']['config']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
@@ -185,6 +187,7 @@ def test_duplicate_primary_keys_block_the_snapshot(centra_env, data_dir):
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         result = job.execute_in_process(
             instance=instance,
+            partition_key="default",
             raise_on_error=False,
             asset_selection=[table_key(TABLES["customers"]), SNAPSHOT_KEY],
         )
@@ -273,15 +276,20 @@ def test_workspace_and_instance_config_are_what_dagster_dev_loads() -> None:
 
     instance = yaml.safe_load((root / "dagster.yaml").read_text())
     limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {"key": "centra_pipeline/warehouse_writer", "limit": 1} in limits
+    # One run per store at a time: every run of the store assets carries its partition.
+    per_store = {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}}
+    assert {**per_store, "limit": 1} in limits
     for job_name in (
         "centra_sync",
         "centra_order_refresh",
         "centra_reconciliation",
         "centra_maintenance",
     ):
-        tags = defs.resolve_job_def(job_name).tags
-        assert tags.get("centra_pipeline/warehouse_writer") == "true"
+        job = defs.resolve_job_def(job_name)
+        assert job.tags.get("centra_pipeline/warehouse_writer") == "true"
+        if job_name != "centra_maintenance":  # maintenance visits every store in turn
+            assert job.partitions_def is not None
+            assert list(job.partitions_def.get_partition_keys()) == ["default"]
 
 
 @pytest.mark.parametrize("job_name", ["centra_sync", "centra_order_refresh"])

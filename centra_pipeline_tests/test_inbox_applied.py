@@ -92,6 +92,7 @@ def test_a_sync_applies_the_webhooks_stored_while_no_daemon_ran(live, data_dir: 
                 "ops": refresh_run_config(sorted(changes["updated_order_ids"]), inbox.max_seq())
             },
             instance=instance,
+            partition_key="default",
         )
         assert run.success
     refresh = sorted(Lake(data_dir / "lake").loads("orders"), key=lambda m: m.load_id)[-1]
@@ -124,10 +125,16 @@ def test_the_sensor_and_syncs_racing_apply_every_event_exactly_once(
                 pipeline.sync(["orders"], lookback=0)
             while pending and rng.random() < 0.6:
                 request = pending.pop(rng.randrange(len(pending)))
-                run = job.execute_in_process(run_config=request.run_config, instance=instance)
+                run = job.execute_in_process(
+                    run_config=request.run_config,
+                    instance=instance,
+                    partition_key=request.partition_key,
+                )
                 assert run.success
         for request in pending:
-            assert job.execute_in_process(run_config=request.run_config, instance=instance).success
+            assert job.execute_in_process(
+                run_config=request.run_config, instance=instance, partition_key=request.partition_key
+            ).success
     pipeline.sync(["orders"], lookback=0)
     assert pipeline.differences(["orders"]) == {}
     assert_applied_exactly_once(data_dir, inbox.max_seq())

@@ -37,7 +37,9 @@ def test_a_sync_of_six_streams_never_exceeds_the_limit_centra_sees(remote_env: s
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         result = job.execute_in_process(
-            run_config={"ops": sync_run_config(page_size=40)}, instance=instance
+            run_config={"ops": sync_run_config(page_size=40)},
+            instance=instance,
+            partition_key="default",
         )
         assert result.success
     seen = requests_seen(remote_env, since)

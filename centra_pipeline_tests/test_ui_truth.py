@@ -101,7 +101,7 @@ def test_freshness_checks_are_evaluated_after_the_first_sync(centra_env, data_di
     them: they pass, instead of sitting at "not evaluated"."""
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def(SYNC_JOB_NAME)
-        assert job.execute_in_process(instance=instance).success
+        assert job.execute_in_process(instance=instance, partition_key="default").success
         sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME)
         (request,) = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, definitions=defs)
@@ -136,7 +136,9 @@ def test_cursors_and_windows_show_the_store_timezone_and_utc() -> None:
 
 def test_a_sync_reports_endpoints_tables_and_snapshot_truthfully(centra_env, data_dir) -> None:
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(instance=instance)
+        result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+            instance=instance, partition_key="default"
+        )
         assert result.success
         events = result.all_events
         observed = {
@@ -171,7 +173,9 @@ def test_a_webhook_order_centra_does_not_return_is_named(centra_env, data_dir) -
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
         config = {"ops": sync_run_config({"orders": {"mode": "refresh", "keys": [987654321]}})}
-        result = job.execute_in_process(run_config=config, instance=instance)
+        result = job.execute_in_process(
+            run_config=config, instance=instance, partition_key="default"
+        )
         assert result.success
         lake = next(
             e.event_specific_data.materialization.metadata
@@ -264,7 +268,9 @@ def test_observing_an_endpoint_asks_centra_for_one_record(centra_env, data_dir) 
     observe = dg.define_asset_job("observe_endpoints", selection=dg.AssetSelection.assets(*keys))
     local = dg.Definitions(assets=defs.assets, jobs=[observe], resources=defs.resources)
     with dg.instance_for_test() as instance:
-        result = local.resolve_job_def("observe_endpoints").execute_in_process(instance=instance)
+        result = local.resolve_job_def("observe_endpoints").execute_in_process(
+            instance=instance, partition_key="default"
+        )
         assert result.success
         observed = {
             e.event_specific_data.asset_observation.asset_key: (

@@ -217,7 +217,10 @@ def test_webhook_to_warehouse_refreshes_exactly_the_changed_orders(
 
             job = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
             run = job.execute_in_process(
-                run_config=request.run_config, instance=instance, tags=request.tags
+                run_config=request.run_config,
+                instance=instance,
+                tags=request.tags,
+                partition_key=request.partition_key,
             )
             assert run.success
 

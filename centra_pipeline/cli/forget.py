@@ -8,6 +8,7 @@ import argparse
 import json
 
 from centra_pipeline.cli.main import EXIT_OK, fail
+from centra_pipeline.cli.per_store import add_store_option, each_store
 from centra_pipeline.settings import ConfigError, Settings
 
 
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "guest orders included (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_store_option(parser)
 
 
 def _customer_id(value: str) -> int:
@@ -42,17 +44,17 @@ def _customer_id(value: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.customer and not args.email:
+        return fail("name the person to forget: --customer ID and/or --email ADDRESS")
+    return each_store(args, lambda settings: _forget(args, settings), fail=fail)
+
+
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
     from centra_pipeline.storage.erasure import forget
     from centra_pipeline.storage.lake import Lake
     from centra_pipeline.storage.suppression import snapshot_pii
     from centra_pipeline.storage.warehouse import Warehouse
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        return fail(str(exc))
-    if not args.customer and not args.email:
-        return fail("name the person to forget: --customer ID and/or --email ADDRESS")
     warehouse = Warehouse(settings.warehouse_path)
     try:
         erasure = forget(

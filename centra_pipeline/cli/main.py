@@ -9,12 +9,15 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from centra_pipeline.cli.per_store import add_store_option, each_store, selected
 from centra_pipeline.settings import (
     ENV_DATA_DIR,
     ConfigError,
     Settings,
 )
+from centra_pipeline.stores import DEFAULT_STORE, load_stores
 from centra_pipeline.sync.allocators import lean_allocators
 
 EXIT_OK = 0
@@ -31,18 +34,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from centra_pipeline.centra.check import format_lines, run_checks
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        return fail(str(exc), EXIT_FAILED)
-    lines = run_checks(settings)
-    print(format_lines(lines))
-    problems = sum(not line.ok for line in lines)
-    if problems:
-        print(f"\n{problems} thing(s) to fix.")
-        return EXIT_FAILED
-    print("\nEverything the pipeline needs is reachable.")
-    return EXIT_OK
+    def check(settings: Settings) -> int:
+        lines = run_checks(settings)
+        print(format_lines(lines))
+        problems = sum(not line.ok for line in lines)
+        if problems:
+            print(f"\n{problems} thing(s) to fix.")
+            return EXIT_FAILED
+        print("\nEverything the pipeline needs is reachable.")
+        return EXIT_OK
+
+    return each_store(args, check, fail=lambda message: fail(message, EXIT_FAILED))
 
 
 # --- sync --------------------------------------------------------------------------------
@@ -67,7 +69,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from centra_pipeline.sync.extract import ExtractOptions
 
     try:
-        settings = Settings.from_env()
+        _, stores = selected(args)
     except ConfigError as exc:
         return fail(str(exc))
     streams = args.stream or list(STREAMS)
@@ -76,14 +78,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return fail(f"unknown stream {', '.join(unknown)}; streams are {', '.join(STREAMS)}")
     needs_order = any(STREAMS[s].api == "order_api" for s in streams)
     needs_shop = any(STREAMS[s].api == "shop_api" for s in streams)
-    missing = (settings.missing_order_api() if needs_order else []) + (
-        settings.missing_shop_api() if needs_shop else []
-    )
-    if missing:
-        return fail(
-            f"Centra is not configured: set {', '.join(missing)} (environment or .env). "
-            "To try the pipeline without a store, run `centra-pipeline demo`."
+    for settings in stores:
+        missing = (settings.missing_order_api() if needs_order else []) + (
+            settings.missing_shop_api() if needs_shop else []
         )
+        if missing:
+            where = "" if settings.store == DEFAULT_STORE else f" for store {settings.store}"
+            return fail(
+                f"Centra is not configured{where}: set {', '.join(missing)} (environment or "
+                ".env). To try the pipeline without a store, run `centra-pipeline demo`."
+            )
     chosen = [
         flag
         for flag, on in (
@@ -108,20 +112,31 @@ def cmd_sync(args: argparse.Namespace) -> int:
             )
     except ValueError as exc:
         return fail(str(exc))
-    summary = run_sync(streams=streams, stream_config=config, reconcile=args.reconcile)
-    print_summary(summary)
-    return EXIT_OK if summary.success else EXIT_FAILED
+
+    def sync(settings: Settings) -> int:
+        summary = run_sync(
+            streams=streams, stream_config=config, reconcile=args.reconcile, store=settings.store
+        )
+        print_summary(summary)
+        return EXIT_OK if summary.success else EXIT_FAILED
+
+    return each_store(args, sync, fail=fail)
 
 
 # --- query -------------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
-    import duckdb
-
     try:
-        settings = Settings.from_env()
+        stores = load_stores()
     except ConfigError as exc:
         return fail(str(exc))
-    path = settings.snapshot_path
+    if stores.multi and not args.store:  # every store: the union, with a `store` column
+        return _query(args, stores.all_stores_path)
+    return each_store(args, lambda settings: _query(args, settings.snapshot_path), fail=fail)
+
+
+def _query(args: argparse.Namespace, path: Path) -> int:
+    import duckdb
+
     if not path.exists():
         return fail(
             f"no analyst snapshot at {path} yet: run `centra-pipeline demo` or "
@@ -226,7 +241,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sync.set_defaults(_run=cmd_sync)
 
+    add_store_option(sync)
     check = sub.add_parser("check", help="verify configuration, keys and endpoints")
+    add_store_option(check)
     check.set_defaults(_run=cmd_check)
 
     state = sub.add_parser("state", help="show or reset incremental state")
@@ -235,12 +252,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     reset = state_sub.add_parser("reset", help="forget a stream's cursor (next sync reads it all)")
     reset.add_argument("stream")
+    for subcommand in (show, reset):
+        add_store_option(subcommand)
     state.set_defaults(_run=_lazy("centra_pipeline.cli.state", "cmd_state"))
 
     query = sub.add_parser("query", help="run SQL on the analyst snapshot (read-only)")
     query.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM orders"')
     query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     query.add_argument("--max-rows", type=int, default=40, help="rows shown in table mode")
+    query.add_argument(
+        "--store",
+        action="append",
+        metavar="NAME",
+        help="query this store's own snapshot (repeatable); without it, with a stores file, "
+        "the query runs on all_stores.duckdb, every store's tables with a `store` column",
+    )
     query.set_defaults(_run=cmd_query)
 
     for name, (module_name, help_text) in MODULE_COMMANDS.items():

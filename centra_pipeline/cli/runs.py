@@ -26,9 +26,11 @@ from typing import Any, TextIO
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from centra_pipeline.defs.keys import STREAM_OF_ASSET, SYNC_STEP
 from centra_pipeline.settings import project_root
+from centra_pipeline.stores import DEFAULT_STORE
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.reconcile import Drift
 
@@ -217,9 +219,10 @@ def run_sync(
     stream_config: dict[str, dict[str, Any]] | None = None,
     out: TextIO = sys.stdout,
     reconcile: bool = False,
+    store: str = DEFAULT_STORE,
 ) -> RunSummary:
-    """Run the sync job (or with `reconcile`, the reconciliation job) for `streams` (default
-    all) and report progress to `out`."""
+    """Run the sync job (or with `reconcile`, the reconciliation job) of one store (its
+    partition) for `streams` (default all) and report progress to `out`."""
     from centra_pipeline.defs.jobs import IN_PROCESS_RUN_CONFIG, sync_keys, sync_run_config
 
     names = streams or list(STREAMS)
@@ -254,7 +257,7 @@ def run_sync(
                     job,
                     instance=instance,
                     run_config=run_config,
-                    tags={CLI_RUN_TAG: token},
+                    tags={CLI_RUN_TAG: token, PARTITION_NAME_TAG: store},
                 )
                 outcome["success"] = result.success
                 outcome["run_id"] = result.run_id

@@ -10,17 +10,18 @@ import json
 from datetime import datetime, timedelta
 
 from centra_pipeline.cli.main import EXIT_OK, fail
-from centra_pipeline.settings import ENV_CATALOGUE_FULL_READ_HOURS, ConfigError, Settings
+from centra_pipeline.cli.per_store import each_store
+from centra_pipeline.settings import ENV_CATALOGUE_FULL_READ_HOURS, Settings
 
 
 # --- state -------------------------------------------------------------------------------
 def cmd_state(args: argparse.Namespace) -> int:
+    return each_store(args, lambda settings: _state(args, settings), fail=fail)
+
+
+def _state(args: argparse.Namespace, settings: Settings) -> int:
     from centra_pipeline.storage.warehouse import Warehouse
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        return fail(str(exc))
     warehouse = Warehouse(settings.warehouse_path)
     if args.state_command == "reset":
         return _reset_stream(warehouse, args.stream)

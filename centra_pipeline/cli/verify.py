@@ -12,9 +12,11 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from centra_pipeline.centra.errors import CentraError
 from centra_pipeline.centra.quirks import TypeDrift
+from centra_pipeline.cli.per_store import add_store_option, each_store
 from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.verify.compare import verify
 from centra_pipeline.verify.report import format_text, to_json
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"only this stream (repeatable): {', '.join(STREAM_NAMES)} (default all)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_store_option(parser)
 
 
 def _progress_line(text: str) -> None:
@@ -55,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since is not None else None
     except ValueError as exc:
         return _cannot_verify(str(exc), as_json)
+    return each_store(
+        args,
+        lambda settings: _verify(settings, streams, since, as_json),
+        fail=lambda message: _cannot_verify(message, as_json),
+    )
+
+
+def _verify(settings: Settings, streams: list[str], since: Any, as_json: bool) -> int:
     try:
-        settings = Settings.from_env()
         result = verify(settings, streams, since, progress=_progress_line)
     except (ConfigError, VerifyError, CentraError) as exc:
         return _cannot_verify(str(exc), as_json)

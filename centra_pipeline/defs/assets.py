@@ -94,7 +94,9 @@ class SyncConfig(StreamConfig):
         return StreamConfig(**self.model_dump(exclude={"streams"}))
 
 
-def build_sync_asset(freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
+def build_sync_asset(
+    freshness: dg.FreshnessPolicy, stores: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
     """Every stream's lake load and tables in one step: the selected streams are read from
     Centra at once (threads; the two APIs' rate limits are shared by all of them), and each
     is merged and reported as soon as its read has landed, while the others still read.
@@ -108,6 +110,7 @@ def build_sync_asset(freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=checks,
         can_subset=True,
+        partitions_def=stores,
         retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
     )
     def _sync(
@@ -262,7 +265,9 @@ def _report_landed(
     lines for what the data engineer should know."""
     context.log_event(
         dg.AssetObservation(
-            asset_key=source_key(stream), metadata=metadata.endpoint_observation(landed)
+            asset_key=source_key(stream),
+            metadata=metadata.endpoint_observation(landed),
+            partition=context.partition_key,
         )
     )
     yield dg.MaterializeResult(
@@ -293,7 +298,7 @@ def _no_retry_for_mistakes() -> Iterator[None]:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-def build_endpoint_assets() -> dg.AssetsDefinition:
+def build_endpoint_assets(stores: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The endpoints as observable sources: each sync's read observes its endpoint, and
     "Observe" in the UI probes the selected ones (a request for one record each)."""
 
@@ -303,7 +308,7 @@ def build_endpoint_assets() -> dg.AssetsDefinition:
         warnings.simplefilter("ignore", category=dg.BetaWarning)
 
         @dg.multi_observable_source_asset(
-            specs=source_specs(), name="centra_endpoints", can_subset=True
+            specs=source_specs(), name="centra_endpoints", can_subset=True, partitions_def=stores
         )
         def centra_endpoints(context: dg.AssetExecutionContext, centra: CentraResource):
             for stream in STREAMS.values():
@@ -315,15 +320,17 @@ def build_endpoint_assets() -> dg.AssetsDefinition:
     return centra_endpoints
 
 
-def build_snapshot_asset() -> dg.AssetsDefinition:
+def build_snapshot_asset(stores: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=SNAPSHOT_KEY,
+        partitions_def=stores,
         deps=[table_key(t) for t in TABLES.values()],
         group_name="analyst",
         kinds={"duckdb"},
         owners=OWNERS,
         description=(
-            "The analyst snapshot `$CENTRA_DATA_DIR/centra.duckdb`: a copy of the warehouse, "
+            "The analyst snapshot of one store (the partition): `$CENTRA_DATA_DIR/centra.duckdb`"
+            ", or `stores/<store>/centra.duckdb` with a stores file; a copy of the warehouse, "
             "swapped in atomically after each successful run, readable by DuckDB 1.5 and "
             "newer. Analysts open it (read-only is best); the pipeline never waits on them. "
             "Its row count is every table's rows summed; `rows/<table>` lists each. "
@@ -348,11 +355,11 @@ def build_snapshot_asset() -> dg.AssetsDefinition:
     return centra_snapshot
 
 
-def all_assets(freshness: dg.FreshnessPolicy) -> list[Any]:
-    """Every asset: the endpoints, the streams' lake loads and tables (one step), the
-    snapshot."""
+def all_assets(freshness: dg.FreshnessPolicy, stores: dg.PartitionsDefinition) -> list[Any]:
+    """Every asset, partitioned by store: the endpoints, the streams' lake loads and tables
+    (one step), the snapshot."""
     return [
-        build_endpoint_assets(),
-        build_sync_asset(freshness),
-        build_snapshot_asset(),
+        build_endpoint_assets(stores),
+        build_sync_asset(freshness, stores),
+        build_snapshot_asset(stores),
     ]

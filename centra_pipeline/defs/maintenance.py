@@ -17,8 +17,11 @@ from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.defs.keys import WAREHOUSE_WRITER_TAG, lake_key
 from centra_pipeline.defs.resources import StorageResource
 from centra_pipeline.defs.schedules import describe_cron
+from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.storage.compact import compact_lake
-from centra_pipeline.streams import STREAMS
+from centra_pipeline.storage.lake import Lake
+from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.streams import STREAMS, Stream
 
 MAINTENANCE_JOB_NAME = "centra_maintenance"
 MAINTENANCE_SCHEDULE_NAME = "centra_maintenance_schedule"
@@ -33,6 +36,7 @@ class MaintenanceConfig(dg.Config):
     """Run config; unset values come from settings (CENTRA_COMPACT_OLDER_THAN_DAYS, ...)."""
 
     streams: list[str] = Field(default_factory=list)  # default: every stream
+    stores: list[str] = Field(default_factory=list)  # default: every store
     compact_older_than_days: float | None = None
     inbox_retention_days: float | None = None
     refresh_run_retention_days: float | None = None
@@ -40,29 +44,51 @@ class MaintenanceConfig(dg.Config):
 
 @dg.op(
     name="lake_maintenance",
-    description="Compact each stream's lake loads into one segment per month, delete applied "
-    "webhook events past retention and webhook refresh runs past retention.",
+    description="For each store: compact each stream's lake loads into one segment per "
+    "month and delete applied webhook events past retention; then delete webhook refresh "
+    "runs past retention.",
 )
 def lake_maintenance(
     context: dg.OpExecutionContext, config: MaintenanceConfig, storage: StorageResource
 ) -> None:
-    settings = storage.settings
     unknown = [name for name in config.streams if name not in STREAMS]
     if unknown:
         raise dg.Failure(f"unknown stream {', '.join(unknown)}; streams are {', '.join(STREAMS)}")
     streams = [STREAMS[name] for name in config.streams or STREAMS]
+    try:
+        stores = storage.stores().select(config.stores)
+    except ConfigError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    for settings in stores:  # one store at a time: each holds its own writer lock
+        _maintain(context, config, storage, settings, streams)
+    run_days = _days(config.refresh_run_retention_days, stores[0].refresh_run_retention_days)
+    deleted = delete_refresh_runs(context.instance, datetime.now(UTC) - run_days)
+    context.log.info(f"{deleted} webhook refresh runs older than {_in_days(run_days)} deleted")
+
+
+def _maintain(
+    context: dg.OpExecutionContext,
+    config: MaintenanceConfig,
+    storage: StorageResource,
+    settings: Settings,
+    streams: list[Stream],
+) -> None:
+    warehouse = storage.warehouse(settings)
     older_than = _days(config.compact_older_than_days, settings.compact_older_than_days)
     results = compact_lake(
-        storage.warehouse(),
-        storage.lake(),
+        warehouse,
+        Lake(settings.lake_dir),
         streams,
         older_than=older_than,
-        on_month=lambda s, m, n: context.log.info(f"{s} {m}: compacting {n} loads and segments"),
+        on_month=lambda s, m, n: context.log.info(
+            f"{settings.store}: {s} {m}: compacting {n} loads and segments"
+        ),
     )
     for result in results:
         context.log_event(
             dg.AssetObservation(
                 asset_key=lake_key(STREAMS[result.stream]),
+                partition=settings.store,
                 metadata={
                     "files_before": result.files_before,
                     "files_after": result.files_after,
@@ -75,13 +101,11 @@ def lake_maintenance(
             )
         )
     inbox_days = _days(config.inbox_retention_days, settings.inbox_retention_days)
-    pruned = prune_inbox(storage, datetime.now(UTC) - inbox_days)
+    pruned = prune_inbox(settings, warehouse, datetime.now(UTC) - inbox_days)
     context.log.info(
-        f"webhook inbox: {pruned} applied events older than {_in_days(inbox_days)} deleted"
+        f"{settings.store}: webhook inbox: {pruned} applied events older than "
+        f"{_in_days(inbox_days)} deleted"
     )
-    run_days = _days(config.refresh_run_retention_days, settings.refresh_run_retention_days)
-    deleted = delete_refresh_runs(context.instance, datetime.now(UTC) - run_days)
-    context.log.info(f"{deleted} webhook refresh runs older than {_in_days(run_days)} deleted")
 
 
 def _days(configured: float | None, default: float) -> timedelta:
@@ -92,15 +116,15 @@ def _in_days(delta: timedelta) -> str:
     return f"{delta / timedelta(days=1):g} days"
 
 
-def prune_inbox(storage: StorageResource, received_before: datetime) -> int:
+def prune_inbox(settings: Settings, warehouse: Warehouse, received_before: datetime) -> int:
     """Delete inbox events the warehouse has applied that arrived before `received_before`."""
     from centra_pipeline.webhooks.inbox import Inbox
 
-    path = storage.settings.inbox_path
+    path = settings.inbox_path
     if not path.exists():
         return 0
     with Inbox(path) as inbox:
-        applied = storage.warehouse().inbox_applied(inbox.inbox_id)
+        applied = warehouse.inbox_applied(inbox.inbox_id)
         return inbox.prune(applied, received_before)
 
 

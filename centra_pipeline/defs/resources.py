@@ -1,8 +1,9 @@
 """The Dagster resources, one per external system: `centra` (the Order and Shop APIs) and
 `storage` (the lake, the warehouse and the analyst snapshot).
 
-Settings come from the environment (or the project's `.env`), read once when a run's
-resources are set up, never from run config: run config is stored in Dagster's database and
+Settings come from the environment (or the project's `.env`) and the stores file (a run
+reads the settings of the store its partition names, centra_pipeline/stores.py), read once
+per run, on first use, never from run config: run config is stored in Dagster's database and
 shown in the UI, and secrets must not be (docs/architecture.md). Reading them at run time
 also means the definitions load without Centra configured, and a run then fails with our
 message saying exactly what to set, instead of a generic "environment variable not set".
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG as PARTITION_TAG
 from pydantic import PrivateAttr
 
 from centra_pipeline.centra.http import HttpConfig
@@ -21,6 +23,7 @@ from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.settings import ENV_DATA_DIR, Settings
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.stores import Stores, load_stores, settings_for
 
 
 class _SettingsOnce(dg.ConfigurableResource):
@@ -29,17 +32,23 @@ class _SettingsOnce(dg.ConfigurableResource):
     data_dir: str | None = None  # tests and the demo point a run at another directory
 
     _settings: Settings | None = PrivateAttr(default=None)
+    _store: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._settings = self._read()
+        # Read on first use: a job that is no one store's (maintenance) never asks.
+        run = context.run
+        self._store = run.tags.get(PARTITION_TAG) if run else None
+        self._settings = None
 
-    def _read(self) -> Settings:
-        return Settings.from_env({ENV_DATA_DIR: self.data_dir} if self.data_dir else None)
+    def _read(self, store: str | None = None) -> Settings:
+        """The settings of the run's store: its partition key (every run of the store
+        assets has one), or the only store of a single-store deployment."""
+        return settings_for(store, {ENV_DATA_DIR: self.data_dir} if self.data_dir else None)
 
     @property
     def settings(self) -> Settings:
-        if self._settings is None:  # used outside a run (e.g. called directly in a test)
-            self._settings = self._read()
+        if self._settings is None:
+            self._settings = self._read(self._store)
         return self._settings
 
 
@@ -74,8 +83,14 @@ class StorageResource(_SettingsOnce):
     def lake(self) -> Lake:
         return Lake(self.settings.lake_dir)
 
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings.warehouse_path, memory_limit=self.warehouse_memory_limit)
+    def warehouse(self, settings: Settings | None = None) -> Warehouse:
+        """The run's store's warehouse (or that of `settings`, another store)."""
+        path = (settings or self.settings).warehouse_path
+        return Warehouse(path, memory_limit=self.warehouse_memory_limit)
+
+    def stores(self) -> Stores:
+        """Every store (for jobs that are not one store's, such as maintenance)."""
+        return load_stores({ENV_DATA_DIR: self.data_dir} if self.data_dir else None)
 
     @property
     def snapshot_path(self) -> Path:

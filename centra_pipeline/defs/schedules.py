@@ -65,24 +65,34 @@ def freshness_windows(sync_cron: str) -> tuple[timedelta, timedelta]:
 
 
 def sync_schedule(
-    job: dg.UnresolvedAssetJobDefinition, cron: str, default_status: dg.DefaultScheduleStatus
+    job: dg.UnresolvedAssetJobDefinition,
+    cron: str,
+    default_status: dg.DefaultScheduleStatus,
+    stores: list[str],
 ) -> dg.ScheduleDefinition:
     description = (
-        f"Incremental sync of all streams, {describe_cron(cron)}; set CENTRA_SYNC_CRON to "
-        "change when."
+        f"Incremental sync of all streams of {_each(stores)}, {describe_cron(cron)}; set "
+        "CENTRA_SYNC_CRON to change when."
     )
-    return _schedule(SYNC_SCHEDULE_NAME, job, cron, default_status, description)
+    return _schedule(SYNC_SCHEDULE_NAME, job, cron, default_status, description, stores)
 
 
 def reconcile_schedule(
-    job: dg.UnresolvedAssetJobDefinition, cron: str, default_status: dg.DefaultScheduleStatus
+    job: dg.UnresolvedAssetJobDefinition,
+    cron: str,
+    default_status: dg.DefaultScheduleStatus,
+    stores: list[str],
 ) -> dg.ScheduleDefinition:
     description = (
-        f"Reconciliation, {describe_cron(cron)} (CENTRA_RECONCILE_CRON): open orders and "
-        "returns; once every CENTRA_RECONCILE_FULL_DAYS, every order, return, customer, "
-        "product and stock item and the catalogue."
+        f"Reconciliation of {_each(stores)}, {describe_cron(cron)} (CENTRA_RECONCILE_CRON): "
+        "open orders and returns; once every CENTRA_RECONCILE_FULL_DAYS, every order, "
+        "return, customer, product and stock item and the catalogue."
     )
-    return _schedule(RECONCILE_SCHEDULE_NAME, job, cron, default_status, description)
+    return _schedule(RECONCILE_SCHEDULE_NAME, job, cron, default_status, description, stores)
+
+
+def _each(stores: list[str]) -> str:
+    return "the store" if len(stores) == 1 else f"each of the {len(stores)} stores (one run each)"
 
 
 def _schedule(
@@ -91,7 +101,17 @@ def _schedule(
     cron: str,
     default_status: dg.DefaultScheduleStatus,
     description: str,
+    stores: list[str],
 ) -> dg.ScheduleDefinition:
+    """One run per store each tick (its partition), keyed by store and tick so that a tick
+    evaluated twice starts no store twice; the run queue runs different stores at once and
+    one store's runs one at a time (dagster.yaml)."""
+
+    def requests(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        tick = context.scheduled_execution_time
+        stamp = tick.isoformat() if tick else "now"
+        return [dg.RunRequest(run_key=f"{store}@{stamp}", partition_key=store) for store in stores]
+
     return dg.ScheduleDefinition(
         name=name,
         job=job,
@@ -99,4 +119,5 @@ def _schedule(
         execution_timezone=SCHEDULE_TIMEZONE,
         default_status=default_status,
         description=description,
+        execution_fn=requests,
     )

@@ -48,6 +48,7 @@ from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, refresh_run_config
 from centra_pipeline.defs.keys import INBOX_SEQ_TAG, ORDER_COUNT_TAG
 from centra_pipeline.settings import ENV_REFRESH_MIN_INTERVAL, Settings
 from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
+from centra_pipeline.stores import DEFAULT_STORE, Stores, load_stores
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
 
@@ -154,20 +155,71 @@ def build_order_webhook_sensor(
         "no run.",
     )
     def centra_order_webhook_sensor(context: dg.SensorEvaluationContext):
-        settings = Settings.from_env()
-        if not settings.inbox_path.exists():
-            return dg.SkipReason(
-                f"no webhook inbox at {settings.inbox_path} yet (start `centra-pipeline "
-                "webhook-server`)"
-            )
-        with Inbox(settings.inbox_path, readonly=True) as inbox:
-            return _tick(context, inbox, settings)
+        stores = load_stores()
+        cursors = read_store_cursors(context.cursor, stores)
+        requests: list[dg.RunRequest] = []
+        skipped: list[str] = []
+        for name, settings in stores.settings.items():
+            result = _store_tick(_StoreContext(context, cursors.get(name), name), settings)
+            if isinstance(result, dg.SkipReason):
+                skipped.append(_labelled(stores, name, result.skip_message or ""))
+                continue
+            cursors[name] = result.cursor
+            requests.extend(result.run_requests or [])
+            if result.skip_reason is not None:
+                skipped.append(_labelled(stores, name, result.skip_reason.skip_message or ""))
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=write_store_cursors(cursors, stores),
+            skip_reason=None if requests else dg.SkipReason("; ".join(skipped[:20])),
+        )
 
     return centra_order_webhook_sensor
 
 
+class _StoreContext:
+    """The sensor context as one store's tick sees it: that store's own cursor."""
+
+    def __init__(self, context: dg.SensorEvaluationContext, cursor: str | None, store: str):
+        self.cursor, self.store = cursor, store
+        self.log, self.instance = context.log, context.instance
+
+
+def _labelled(stores: Stores, name: str, text: str) -> str:
+    return f"{name}: {text}" if stores.multi else text
+
+
+def read_store_cursors(cursor: str | None, stores: Stores) -> dict[str, str | None]:
+    """Each store's cursor. A single-store deployment keeps the cursor of one inbox as
+    earlier versions wrote it; with a stores file it is `{"stores": {name: cursor}}`."""
+    if not stores.multi:
+        return {name: cursor for name in stores.names}
+    try:
+        data = json.loads(cursor) if cursor else {}
+    except ValueError:
+        data = {}
+    kept = data.get("stores") if isinstance(data, dict) else None
+    return dict(kept) if isinstance(kept, dict) else {}
+
+
+def write_store_cursors(cursors: dict[str, str | None], stores: Stores) -> str | None:
+    if not stores.multi:
+        return cursors.get(stores.names[0])
+    return json.dumps({"stores": {k: v for k, v in cursors.items() if k in stores.settings}})
+
+
+def _store_tick(context: _StoreContext, settings: Settings) -> dg.SensorResult | dg.SkipReason:
+    if not settings.inbox_path.exists():
+        return dg.SkipReason(
+            f"no webhook inbox at {settings.inbox_path} yet (start `centra-pipeline "
+            "webhook-server`)"
+        )
+    with Inbox(settings.inbox_path, readonly=True) as inbox:
+        return _tick(context, inbox, settings)
+
+
 def _tick(
-    context: dg.SensorEvaluationContext, inbox: Inbox, settings: Settings
+    context: _StoreContext, inbox: Inbox, settings: Settings
 ) -> dg.SensorResult | dg.SkipReason:
     inbox_id = inbox.inbox_id
     state = read_state(context.cursor, inbox_id)
@@ -204,7 +256,7 @@ def _tick(
 
 
 def _request(
-    context: dg.SensorEvaluationContext,
+    context: _StoreContext,
     inbox_id: str,
     state: Cursor,
     events: list[InboxEvent],
@@ -224,7 +276,7 @@ def _request(
             ),
             cursor=write_cursor(inbox_id, last_seq, state.requested_at, state.run_key),
         )
-    request = refresh_request(orders, events[0].seq, last_seq, inbox_id)
+    request = refresh_request(orders, events[0].seq, last_seq, inbox_id, context.store)
     context.log.info(
         "%d order events (seq %d..%d) → refresh of %d orders%s",
         len(events),
@@ -303,13 +355,18 @@ def applied_through(warehouse_path: Path, inbox_id: str) -> int | None:
 
 
 def refresh_request(
-    orders: list[int], first_seq: int, last_seq: int, inbox_id: str = ""
+    orders: list[int],
+    first_seq: int,
+    last_seq: int,
+    inbox_id: str = "",
+    store: str = DEFAULT_STORE,
 ) -> dg.RunRequest:
     """One refresh run for the orders of inbox events first_seq..last_seq; its run key comes
     from the inbox and that range, so a tick evaluated twice cannot start two runs."""
     return dg.RunRequest(
         run_key=run_key(inbox_id, first_seq, last_seq),
         job_name=ORDER_REFRESH_JOB_NAME,
+        partition_key=store,
         # The run applies every event not applied yet up to last_seq (a sync may have
         # applied some already): see sync/inbox_reads.py.
         run_config={"ops": refresh_run_config(orders, last_seq)},
