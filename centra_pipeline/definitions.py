@@ -20,6 +20,7 @@ from centra_pipeline.defs.all_stores import (
     build_all_stores_sensor,
 )
 from centra_pipeline.defs.assets import all_assets
+from centra_pipeline.defs.freshness import build_freshness_sensor
 from centra_pipeline.defs.jobs import (
     ORDER_REFRESH_JOB_NAME,
     RECONCILE_JOB_NAME,
@@ -30,7 +31,7 @@ from centra_pipeline.defs.keys import table_key
 from centra_pipeline.defs.maintenance import maintenance_job, maintenance_schedule
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule, sync_schedule
-from centra_pipeline.defs.sensors import build_freshness_sensor, build_order_webhook_sensor
+from centra_pipeline.defs.sensors import build_order_webhook_sensor
 from centra_pipeline.settings import ConfigError, Settings, environment
 from centra_pipeline.stores import DEFAULT_STORE, ENV_STORES_FILE, load_stores
 from centra_pipeline.streams import STREAMS

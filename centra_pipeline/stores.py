@@ -110,8 +110,10 @@ def store_dir(data_dir: Path, name: str) -> Path:
     return data_dir / STORES_DIR / name
 
 
-def load_stores(extra_env: dict[str, str] | None = None) -> Stores:
-    """The stores this deployment serves (ConfigError for a bad file or settings)."""
+def load_stores(extra_env: dict[str, str] | None = None, *, secrets: bool = True) -> Stores:
+    """The stores this deployment serves (ConfigError for a bad file or settings). With
+    `secrets=False` (commands that read only local files: query, state) a secret variable
+    that is not set leaves that secret empty instead of refusing the file."""
     env = environment(extra_env)
     base = Settings.from_env(extra_env)
     raw_path = env.get(ENV_STORES_FILE, "").strip()
@@ -121,15 +123,21 @@ def load_stores(extra_env: dict[str, str] | None = None) -> Stores:
     if not path.is_absolute():
         path = (project_root() / path).resolve()
     entries = parse_stores_file(path)
-    settings = {entry.name: entry_settings(base, entry, env, path) for entry in entries}
+    settings = {
+        entry.name: entry_settings(base, entry, env, path, secrets=secrets) for entry in entries
+    }
     return Stores(settings, from_file=path, data_dir=base.data_dir)
 
 
-def entry_settings(base: Settings, entry: StoreEntry, env: dict[str, str], path: Path) -> Settings:
+def entry_settings(
+    base: Settings, entry: StoreEntry, env: dict[str, str], path: Path, *, secrets: bool = True
+) -> Settings:
     def secret(variable: str | None, key: str) -> Secret | None:
         if variable is None:
             return None
         value = env.get(variable, "").strip()
+        if not value and not secrets:
+            return None
         if not value:
             raise ConfigError(
                 f"{path.name}: store {entry.name!r}: {key} names {variable}, which is not set "

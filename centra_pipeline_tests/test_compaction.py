@@ -212,9 +212,11 @@ def test_the_maintenance_job_compacts_prunes_the_inbox_and_old_refresh_runs(
 
     pipeline = Pipeline(centra_env, data_dir)
     with dg.instance_for_test() as instance, Inbox(pipeline.settings.inbox_path) as inbox:
-        assert defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-            instance=instance, partition_key="default"
-        ).success
+        assert (
+            defs.resolve_job_def(SYNC_JOB_NAME)
+            .execute_in_process(instance=instance, partition_key="default")
+            .success
+        )
         numbers = [int(o["orderId"]) for o in list(centra_env.store.iter_orders())[:3]]
         for i, number in enumerate(numbers):
             inbox.store(f"{i:064x}", i, [WebhookEvent("order", "update", str(number), f"d{i}")])

@@ -133,7 +133,9 @@ def test_the_sensor_and_syncs_racing_apply_every_event_exactly_once(
                 assert run.success
         for request in pending:
             assert job.execute_in_process(
-                run_config=request.run_config, instance=instance, partition_key=request.partition_key
+                run_config=request.run_config,
+                instance=instance,
+                partition_key=request.partition_key,
             ).success
     pipeline.sync(["orders"], lookback=0)
     assert pipeline.differences(["orders"]) == {}

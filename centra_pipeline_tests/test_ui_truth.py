@@ -15,10 +15,10 @@ import pytest
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs import metadata
+from centra_pipeline.defs.freshness import FRESHNESS_JOB_NAME, FRESHNESS_SENSOR_NAME
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME, sync_run_config
 from centra_pipeline.defs.keys import ORDER_COUNT_TAG, SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.schedules import SYNC_SCHEDULE_NAME, describe_cron, freshness_windows
-from centra_pipeline.defs.sensors import FRESHNESS_JOB_NAME, FRESHNESS_SENSOR_NAME
 from centra_pipeline.storage import quality
 from centra_pipeline.streams import STREAMS, TABLES
 from centra_pipeline_tests.conftest import TZ, Pipeline

@@ -126,12 +126,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # --- query -------------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
     try:
-        stores = load_stores()
+        stores = load_stores(secrets=False)  # a query reads local files only
     except ConfigError as exc:
         return fail(str(exc))
     if stores.multi and not args.store:  # every store: the union, with a `store` column
         return _query(args, stores.all_stores_path)
-    return each_store(args, lambda settings: _query(args, settings.snapshot_path), fail=fail)
+    return each_store(
+        args, lambda settings: _query(args, settings.snapshot_path), fail=fail, secrets=False
+    )
 
 
 def _query(args: argparse.Namespace, path: Path) -> int:

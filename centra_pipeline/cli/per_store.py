@@ -28,10 +28,11 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def selected(args: argparse.Namespace) -> tuple[Stores, list[Settings]]:
+def selected(args: argparse.Namespace, *, secrets: bool = True) -> tuple[Stores, list[Settings]]:
     """The deployment's stores and the ones `--store` names (ConfigError for unknown ones,
-    or --store without a stores file naming anything but `default`)."""
-    stores = load_stores()
+    or --store without a stores file naming anything but `default`). `secrets=False`: for
+    commands that only read local files (stores.load_stores)."""
+    stores = load_stores(secrets=secrets)
     return stores, stores.select(getattr(args, "store", None) or [])
 
 
@@ -40,10 +41,11 @@ def each_store(
     body: Callable[[Settings], int],
     *,
     fail: Callable[[str], int],
+    secrets: bool = True,
 ) -> int:
     """Run `body` for every selected store; see the module docstring for the output."""
     try:
-        stores, chosen = selected(args)
+        stores, chosen = selected(args, secrets=secrets)
     except ConfigError as exc:
         return fail(str(exc))
     if len(chosen) == 1:

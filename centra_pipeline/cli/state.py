@@ -16,7 +16,7 @@ from centra_pipeline.settings import ENV_CATALOGUE_FULL_READ_HOURS, Settings
 
 # --- state -------------------------------------------------------------------------------
 def cmd_state(args: argparse.Namespace) -> int:
-    return each_store(args, lambda settings: _state(args, settings), fail=fail)
+    return each_store(args, lambda settings: _state(args, settings), fail=fail, secrets=False)
 
 
 def _state(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,110 @@
+"""The analyst file of a many-store deployment: `all_stores.duckdb`, every store's snapshot
+tables in one, with a `store` column (storage/all_stores.py).
+
+It is its own asset, not partitioned, downstream of every store's snapshot, and its sensor
+republishes it when a store's snapshot has changed since the last publish, at most once
+every ALL_STORES_MIN_INTERVAL seconds and never while a publish is queued or running. So a
+cycle of 100 store runs costs a few publishes, not 100, and the file follows within a
+minute of the last store. Only a deployment with a stores file has these.
+
+(No `from __future__ import annotations`: Dagster reads the asset's context type at runtime.)
+"""
+
+import json
+import time
+
+import dagster as dg
+
+from centra_pipeline.defs.keys import OWNERS, SNAPSHOT_KEY
+from centra_pipeline.defs.resources import StorageResource
+
+ALL_STORES_KEY = dg.AssetKey(["analyst", "all_stores_duckdb"])
+ALL_STORES_JOB_NAME = "centra_all_stores"
+ALL_STORES_SENSOR_NAME = "centra_all_stores_sensor"
+ALL_STORES_MIN_INTERVAL = 30
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.asset(
+    key=ALL_STORES_KEY,
+    deps=[SNAPSHOT_KEY],
+    group_name="analyst",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    description=(
+        "`$CENTRA_DATA_DIR/all_stores.duckdb`: every store's snapshot tables unioned, with "
+        "a `store` column first; swapped in atomically, readable by DuckDB 1.5 and newer. "
+        "Republished by centra_all_stores_sensor after store snapshots change."
+    ),
+)
+def all_stores_snapshot(
+    context: dg.AssetExecutionContext, storage: StorageResource
+) -> dg.MaterializeResult:
+    from centra_pipeline.storage.all_stores import publish_all_stores
+
+    stores = storage.stores()
+    snapshots = {name: s.snapshot_path for name, s in stores.settings.items()}
+    info = publish_all_stores(snapshots, stores.all_stores_path)
+    missing = info.get("missing") or {}
+    if missing:
+        context.log.warning(
+            "not yet in all_stores (no snapshot or table yet): %s",
+            ", ".join(f"{store}: {', '.join(tables)}" for store, tables in missing.items()),
+        )
+    rows = info.get("rows", {})
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(info["path"])),
+            "bytes": info["bytes"],
+            "seconds": info["seconds"],
+            "stores": info["stores"],
+            "dagster/row_count": sum(rows.values()),
+            **{f"rows/{table}": count for table, count in rows.items()},
+            "stores_missing_tables": len(missing),
+        }
+    )
+
+
+all_stores_job = dg.define_asset_job(
+    ALL_STORES_JOB_NAME,
+    selection=[ALL_STORES_KEY],
+    description="Publish all_stores.duckdb from every store's snapshot.",
+    executor_def=dg.in_process_executor,
+)
+
+
+def build_all_stores_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=ALL_STORES_SENSOR_NAME,
+        job=all_stores_job,
+        minimum_interval_seconds=ALL_STORES_MIN_INTERVAL,
+        default_status=default_status,
+        description="Republishes all_stores.duckdb when any store's snapshot has been "
+        f"published since, at most every {ALL_STORES_MIN_INTERVAL} s and one at a time.",
+    )
+    def centra_all_stores_sensor(context: dg.SensorEvaluationContext):
+        latest = context.instance.get_latest_materialization_event(SNAPSHOT_KEY)
+        if latest is None or latest.storage_id is None:
+            return dg.SkipReason("no store snapshot published yet")
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if latest.storage_id <= cursor.get("snapshot_event", 0):
+            return dg.SkipReason("all_stores is up to date with every store snapshot")
+        busy = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=ALL_STORES_JOB_NAME, statuses=UNFINISHED), limit=1
+        )
+        if busy:
+            return dg.SkipReason(
+                f"a publish (run {busy[0].run_id[:8]}) is still unfinished; the next one "
+                "covers the snapshots published since"
+            )
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"all-stores-{latest.storage_id}")],
+            cursor=json.dumps({"snapshot_event": latest.storage_id, "at": time.time()}),
+        )
+
+    return centra_all_stores_sensor
