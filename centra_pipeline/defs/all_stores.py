@@ -88,9 +88,10 @@ def build_all_stores_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         f"published since, at most every {ALL_STORES_MIN_INTERVAL} s and one at a time.",
     )
     def centra_all_stores_sensor(context: dg.SensorEvaluationContext):
-        latest = context.instance.get_latest_materialization_event(SNAPSHOT_KEY)
-        if latest is None or latest.storage_id is None:
+        records = context.instance.fetch_materializations(SNAPSHOT_KEY, limit=1).records
+        if not records:
             return dg.SkipReason("no store snapshot published yet")
+        latest = records[0]
         cursor = json.loads(context.cursor) if context.cursor else {}
         if latest.storage_id <= cursor.get("snapshot_event", 0):
             return dg.SkipReason("all_stores is up to date with every store snapshot")

@@ -10,6 +10,7 @@ tolerated).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -107,10 +108,11 @@ def _schedule(
     evaluated twice starts no store twice; the run queue runs different stores at once and
     one store's runs one at a time (dagster.yaml)."""
 
-    def requests(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def requests(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         tick = context.scheduled_execution_time
         stamp = tick.isoformat() if tick else "now"
-        return [dg.RunRequest(run_key=f"{store}@{stamp}", partition_key=store) for store in stores]
+        for store in stores:
+            yield dg.RunRequest(run_key=f"{store}@{stamp}", partition_key=store)
 
     return dg.ScheduleDefinition(
         name=name,

@@ -158,7 +158,11 @@ def build_order_webhook_sensor(
         cursors = read_store_cursors(context.cursor, stores)
         requests: list[dg.RunRequest] = []
         skipped: list[str] = []
+        no_inbox: list[str] = []
         for name, settings in stores.settings.items():
+            if stores.multi and not settings.inbox_path.exists():
+                no_inbox.append(name)
+                continue
             result = _store_tick(_StoreContext(context, cursors.get(name), name), settings)
             if isinstance(result, dg.SkipReason):
                 skipped.append(_labelled(stores, name, result.skip_message or ""))
@@ -167,6 +171,12 @@ def build_order_webhook_sensor(
             requests.extend(result.run_requests or [])
             if result.skip_reason is not None:
                 skipped.append(_labelled(stores, name, result.skip_reason.skip_message or ""))
+        if no_inbox:
+            more = ", ..." if len(no_inbox) > 10 else ""
+            skipped.append(
+                f"{len(no_inbox)} store(s) have no webhook inbox yet (start `centra-pipeline "
+                f"webhook-server`): {', '.join(no_inbox[:10])}{more}"
+            )
         return dg.SensorResult(
             run_requests=requests,
             cursor=write_store_cursors(cursors, stores),
