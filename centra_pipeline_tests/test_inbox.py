@@ -1,4 +1,5 @@
-"""The durable inbox: a real SQLite file in tmp_path, readers in other threads and processes."""
+"""The durable inbox: a real SQLite file in tmp_path, readers in other threads and processes,
+and the store each inbox file belongs to."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from centra_pipeline.centra.webhook import WebhookEvent
-from centra_pipeline.webhooks.inbox import DOCUMENTED_ACTIONS, Delivery, Inbox
+from centra_pipeline.webhooks import inbox_schema
+from centra_pipeline.webhooks.inbox import (
+    DOCUMENTED_ACTIONS,
+    Delivery,
+    Inbox,
+    InboxStoreMismatch,
+)
 
 
 def order(number: int, date: str = "2021-01-29 14:40:58.628033", action: str = "update"):
@@ -322,3 +329,120 @@ def test_prune_deletes_only_applied_events_past_retention(inbox: Inbox) -> None:
     # A seq is never reused after a prune.
     inbox.store("f" * 64, 9, [order(99)])
     assert inbox.max_seq() == 6
+
+
+# The store an inbox belongs to ----------------------------------------------------------------
+
+
+def _old_inbox(path: Path) -> None:
+    """An inbox file as written before stores existed: no `store` column, no store in `meta`."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in inbox_schema._SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('inbox_id', 'old-inbox-id')")
+    conn.execute(
+        "INSERT INTO deliveries (body_sha256, signed_at, received_at, event_count, new_events, "
+        "duplicate_events, last_received_at) VALUES ('aa', 1, 'r', 2, 2, 0, 'r')"
+    )
+    for number in (1, 2):
+        conn.execute(
+            "INSERT INTO events (delivery_id, type, action, object_id, event_date, data, "
+            "received_at) VALUES (1, 'order', 'update', ?, 'd', NULL, ?)",
+            (str(number), "2026-01-01T00:00:00.000000+00:00"),
+        )
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+
+
+def _column_and_meta(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    conn = sqlite3.connect(path)
+    try:
+        stores = [row[0] for row in conn.execute("SELECT store FROM events ORDER BY seq")]
+        meta = conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+    finally:
+        conn.close()
+    return stores, meta
+
+
+def test_an_old_inbox_gets_the_store_column_and_keeps_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    _old_inbox(path)
+    with Inbox(path, readonly=True) as reader:  # the sensor, naming no store
+        assert [(e.object_id, e.store) for e in reader.events_after(0)] == [
+            ("1", "default"),
+            ("2", "default"),
+        ]
+        assert reader.store_name == "default"
+        assert reader.inbox_id == "old-inbox-id"
+    stores, meta = _column_and_meta(path)
+    assert stores == ["default", "default"]
+    assert meta == [("inbox_id", "old-inbox-id")]  # an open naming no store records none
+    with Inbox(path, store="default") as receiver:  # the single-store receiver claims it
+        receiver.store("bb" * 32, 2, [order(3)])
+        assert [e.store for e in receiver.events_after(0)] == ["default"] * 3
+        assert receiver.max_seq() == 3
+    assert _column_and_meta(path)[1] == [("inbox_id", "old-inbox-id"), ("store", "default")]
+    with Inbox(path, store="default") as again, Inbox(path) as plain:
+        assert again.store_name == plain.store_name == "default"
+
+
+def test_the_first_open_naming_a_store_records_it_and_labels_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "stores" / "retail" / "webhooks" / "inbox.sqlite3"
+    path.parent.mkdir(parents=True)
+    _old_inbox(path)
+    with Inbox(path, store="retail") as inbox:
+        assert inbox.store_name == "retail"
+        inbox.store("cc" * 32, 3, [order(7)])
+        assert [(e.object_id, e.store) for e in inbox.events_after(0)] == [
+            ("1", "retail"),
+            ("2", "retail"),
+            ("7", "retail"),
+        ]
+    with Inbox(path) as writer:  # a writer naming no store still writes the file's store
+        writer.store("dd" * 32, 4, [order(8)])
+        assert writer.store_name == "retail"
+    stores, meta = _column_and_meta(path)
+    assert stores == ["retail"] * 4
+    assert ("store", "retail") in meta
+
+
+def test_opening_an_inbox_of_another_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    with Inbox(path, store="retail") as retail:
+        retail.store("ee" * 32, 1, [order(1)])
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(InboxStoreMismatch, match="belongs to store 'retail', not 'outlet'"):
+            Inbox(path, store="outlet", readonly=readonly)
+    assert path.read_bytes() == before
+    with pytest.raises(InboxStoreMismatch, match="CENTRA_DATA_DIR"):
+        Inbox(path, store="default")  # the single store is a store like any other
+    with Inbox(path, readonly=True) as reader:  # naming none: no check, and nothing changed
+        assert reader.store_name == "retail"
+        assert [(e.object_id, e.store) for e in reader.events_after(0)] == [("1", "retail")]
+    with pytest.raises(ValueError, match="non-empty"):
+        Inbox(tmp_path / "other.sqlite3", store="")
+
+
+def test_a_new_inbox_opened_without_a_store_is_claimed_later(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    with Inbox(path, readonly=True) as sensor:  # the sensor starts before the receiver
+        assert sensor.store_name == "default"
+        with Inbox(path, store="outlet") as receiver:
+            receiver.store("ff" * 32, 1, [order(5)])
+        assert sensor.store_name == "outlet"
+        (event,) = sensor.events_after(0)
+        assert event.store == "outlet"
+
+
+def test_opening_a_claimed_inbox_with_its_store_takes_no_lock(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    with Inbox(path, store="retail") as writer:
+        writer.store("0f" * 32, 1, [order(1)])
+        raw = writer._connection()
+        raw.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with Inbox(path, store="retail", busy_timeout_seconds=5) as again:
+            assert again.max_seq() == 1
+        assert time.monotonic() - started < 1
+        raw.execute("ROLLBACK")

@@ -446,12 +446,18 @@ def test_create_app_refuses_an_empty_secret(tmp_path: Path) -> None:
 
 
 @contextmanager
-def receiver_process(data_dir: Path, log: Path, secret: str = SECRET) -> Iterator[tuple]:
+def receiver_process(
+    data_dir: Path, log: Path, secret: str = SECRET, env: dict[str, str] | None = None
+) -> Iterator[tuple]:
+    """The runner as a subprocess; `env` adds to (or overrides) its environment, e.g. a
+    stores file. Without one it serves the single store `default`, whatever .env says."""
     env = {
         **os.environ,
         "CENTRA_DATA_DIR": str(data_dir),
         "CENTRA_WEBHOOK_SECRET": secret,
+        "CENTRA_STORES_FILE": "",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     offset = log.stat().st_size if log.exists() else 0  # the log of an earlier run is kept
     with log.open("ab") as out:
@@ -551,6 +557,7 @@ def test_run_without_a_secret_exits_2_and_says_what_to_set(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CENTRA_WEBHOOK_SECRET", "")  # beats a .env file, too
+    monkeypatch.setenv("CENTRA_STORES_FILE", "")
     monkeypatch.setenv("CENTRA_DATA_DIR", str(tmp_path))
     args = argparse.Namespace(host="127.0.0.1", port=0)
     assert webhook_receiver.run(args) == 2
@@ -563,6 +570,7 @@ def test_run_on_a_busy_port_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CENTRA_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("CENTRA_STORES_FILE", "")
     monkeypatch.setenv("CENTRA_DATA_DIR", str(tmp_path))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

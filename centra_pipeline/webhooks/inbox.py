@@ -20,6 +20,9 @@ value) and, because SQLite has one writer at a time and a seq is allocated insid
 writing transaction, a reader never sees seq N+1 committed before seq N. It has gaps: an
 insert that hits a duplicate still consumes a value. So `events_after(cursor)` never skips
 an event, and a cursor may point at a seq that does not exist.
+
+One file per Centra store: the file records its store and each event carries it
+(`InboxEvent.store`); opening a file of another store is refused (webhooks/inbox_owner.py).
 """
 
 from __future__ import annotations
@@ -28,22 +31,37 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from centra_pipeline.centra.webhook import WebhookEvent
+from centra_pipeline.stores import DEFAULT_STORE
+from centra_pipeline.webhooks import records
+from centra_pipeline.webhooks.inbox_owner import (
+    InboxStoreMismatch,
+    check_store,
+    event_store,
+    recorded_store,
+)
 from centra_pipeline.webhooks.inbox_schema import create_schema, write_transaction
 from centra_pipeline.webhooks.records import (
     DOCUMENTED_ACTIONS,
     ORDER_REFRESH_TYPES,
     Delivery,
     InboxCounts,
-    InboxEvent,
     StoreResult,
     is_documented,
 )
+
+
+@dataclass(frozen=True)
+class InboxEvent(records.InboxEvent):
+    """A stored event, and the Centra store whose inbox it was stored in."""
+
+    store: str = DEFAULT_STORE
+
 
 _EVENT_FIELDS = tuple(field.name for field in fields(InboxEvent))
 _EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
@@ -60,10 +78,19 @@ class Inbox:
     that starts before the receiver sees an empty inbox, not an error), then the connection
     refuses writes. In WAL mode readers and the writer never block each other; the busy
     timeout covers the rare moments two writers (or a schema check) meet.
+
+    `store` names the Centra store this inbox is for: the first open naming one records it in
+    the file, and an open naming another raises InboxStoreMismatch. Without it (the sensor,
+    maintenance, erasure) nothing is checked; `store_name` says what the file records.
     """
 
     def __init__(
-        self, path: Path | str, *, readonly: bool = False, busy_timeout_seconds: float = 10.0
+        self,
+        path: Path | str,
+        *,
+        store: str | None = None,
+        readonly: bool = False,
+        busy_timeout_seconds: float = 10.0,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -74,7 +101,12 @@ class Inbox:
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._open()
-        create_schema(conn, self.path)
+        try:
+            create_schema(conn, self.path)
+            check_store(conn, self.path, store)
+        except BaseException:
+            self.close()
+            raise
         self._local.conn = self._finish(conn)
 
     # Connections ------------------------------------------------------------------------
@@ -136,10 +168,13 @@ class Inbox:
         conn = self._connection()
         received_at = _now()
         with write_transaction(conn):
-            return [self._store_one(conn, delivery, received_at) for delivery in deliveries]
+            store = event_store(conn)  # read inside the transaction that writes it
+            return [self._store_one(conn, delivery, received_at, store) for delivery in deliveries]
 
     @staticmethod
-    def _store_one(conn: sqlite3.Connection, delivery: Delivery, received_at: str) -> StoreResult:
+    def _store_one(
+        conn: sqlite3.Connection, delivery: Delivery, received_at: str, store: str
+    ) -> StoreResult:
         events = delivery.events
         row = conn.execute(
             "SELECT id FROM deliveries WHERE body_sha256 = ?", (delivery.body_sha256,)
@@ -157,7 +192,7 @@ class Inbox:
             (delivery.body_sha256, delivery.signed_at, received_at, len(events), received_at),
         ).lastrowid
         assert delivery_id is not None
-        new_events = _insert_events(conn, delivery_id, events, received_at) if events else 0
+        new_events = _insert_events(conn, delivery_id, events, received_at, store) if events else 0
         duplicate_events = len(events) - new_events
         conn.execute(
             "UPDATE deliveries SET new_events = ?, duplicate_events = ? WHERE id = ?",
@@ -212,6 +247,12 @@ class Inbox:
             (*params, limit),
         )
         return [_event(row) for row in rows]
+
+    @property
+    def store_name(self) -> str:
+        """The store this inbox file records ('default' if none: a single-store inbox).
+        (`store` is taken: `store()` stores a delivery.)"""
+        return recorded_store(self._connection()) or DEFAULT_STORE
 
     @property
     def inbox_id(self) -> str:
@@ -273,11 +314,12 @@ def _insert_events(
     delivery_id: int,
     events: Sequence[WebhookEvent],
     received_at: str,
+    store: str,
 ) -> int:
     """Insert what is new; the number inserted (a duplicate is skipped by the UNIQUE key)."""
     return conn.executemany(
         "INSERT INTO events (delivery_id, type, action, object_id, event_date, data, "
-        "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "received_at, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [
             (
                 delivery_id,
@@ -287,6 +329,7 @@ def _insert_events(
                 event.date,
                 None if event.data is None else json.dumps(event.data),
                 received_at,
+                store,
             )
             for event in events
         ],
@@ -318,5 +361,6 @@ __all__ = [
     "Inbox",
     "InboxCounts",
     "InboxEvent",
+    "InboxStoreMismatch",
     "StoreResult",
 ]

@@ -1,27 +1,45 @@
-"""Receive Centra's signed webhooks and store them in the durable inbox.
+"""Receive Centra's signed webhooks for every store of the deployment, each into its own inbox.
 
-`POST /webhooks/centra` takes what the Centra Webhook plugin (version "Integration API")
-sends: a form body `payload=<url-encoded JSON>` signed in `X-Centra-Signature`. The receiver
-only verifies, parses and stores; the Dagster sensor does the work later (Centra's advice:
-respond fast, process asynchronously, docs/webhooks.md).
+One server serves all stores (centra_pipeline/stores.py). `POST /webhooks/centra/<store>`
+takes what that store's Centra Webhook plugin (version "Integration API") sends: a form body
+`payload=<url-encoded JSON>` signed in `X-Centra-Signature` with THAT store's endpoint
+secret (the variable its `webhook_secret_env` names in the stores file), and stores it in
+THAT store's inbox (its data dir's webhooks/inbox.sqlite3, which records the store). The
+path without a store, `POST /webhooks/centra`, is the store named `default`: the only store
+without a stores file (secret in CENTRA_WEBHOOK_SECRET), or a stores file's store of that
+name; without one it is a 404 like any unknown store. The receiver only verifies, parses
+and stores; the Dagster sensor does the work later (Centra's advice: respond fast, process
+asynchronously, docs/webhooks.md).
+
+Each store has its own secret, inbox, writer thread and rejection counts: a delivery signed
+with one store's secret and sent to another store's path fails that store's HMAC and is a
+401 signature_mismatch like any bad signature; nothing is stored in either inbox.
 
 Checks, cheapest first, and what each answers (every rejection stores nothing):
 
+    404  unknown_store: no store of that name is served (the answer names no store)
+    503  store_not_configured: the store has no webhook secret (no webhook_secret_env);
+         503, not 404, so Centra retries and nothing is lost if the secret is set in time
     415  Content-Type is not application/x-www-form-urlencoded (a charset= is allowed)
     413  Content-Length above the limit, or the streamed body grows past it
     401  X-Centra-Signature missing or malformed
-    401  HMAC over the raw body does not match, or t= is outside the tolerance (replay)
+    401  HMAC over the raw body does not match the store's secret, or t= is stale (replay)
     400  body is not form data, no single `payload`, not JSON, no valid `events` list
     503  the inbox could not store the delivery (Centra should retry)
-    200  {"status": "ok", "stored": new events, "duplicates": events already stored, ...}
+    200  {"status": "ok", "store": ..., "stored": new events, "duplicates": ..., ...}
 
-A 200 means the delivery is on disk: concurrent deliveries are committed together by one
-writer thread (group commit, one fsync per batch), so the event loop never waits on the
-disk and the throughput does not collapse on a disk with slow fsync.
+A 200 means the delivery is on disk: concurrent deliveries to one store are committed
+together by its writer thread (group commit, one fsync per batch), so the event loop never
+waits on the disk and the throughput does not collapse on a disk with slow fsync.
 
-Logging: one INFO line per stored delivery (event count, types, new/duplicate counts,
-latency) and one WARNING line per rejection (status and reason). Neither the secret, nor the
-signature, nor the body is ever logged.
+Startup: the server starts when at least one store has a webhook secret. It opens the inbox
+of each such store once (refusing an inbox file that records another store) and closes them
+on shutdown; it logs each store's path and inbox, and the names of the stores without a
+secret. `GET /healthz` reports each store's inbox counts and rejections.
+
+Logging: one INFO line per stored delivery (store, event count, types, new/duplicate
+counts, latency) and one WARNING line per rejection (store, status and reason). Neither a
+secret, nor the signature, nor the body is ever logged.
 """
 
 from __future__ import annotations
@@ -33,7 +51,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 import anyio.to_thread
 import uvicorn
@@ -45,20 +63,26 @@ from starlette.routing import Route
 
 from centra_pipeline.centra.webhook import DEFAULT_TOLERANCE_SECONDS, WebhookEvent
 from centra_pipeline.settings import ENV_WEBHOOK_SECRET, ConfigError, Settings
+from centra_pipeline.stores import DEFAULT_STORE, Stores, load_stores
 
 # Under its former name because benchmarks/bench_webhook_receiver.py swaps its `store` to
 # measure the variant without group commit.
-from centra_pipeline.webhooks.committer import GroupCommitter as _GroupCommitter
-from centra_pipeline.webhooks.inbox import Delivery, Inbox, StoreResult
-from centra_pipeline.webhooks.validation import (
-    DEFAULT_MAX_BODY_BYTES,
-    DeliveryValidator,
-    Rejected,
+from centra_pipeline.webhooks.committer import GroupCommitter as _GroupCommitter  # noqa: F401
+from centra_pipeline.webhooks.inbox import Delivery, Inbox, InboxStoreMismatch, StoreResult
+from centra_pipeline.webhooks.store_endpoints import (
+    MISSING_SECRET_MESSAGE,
+    StoreEndpoint,
+    StoreReceiver,
+    check_some_secret,
+    log_startup,
+    open_endpoints,
 )
+from centra_pipeline.webhooks.validation import DEFAULT_MAX_BODY_BYTES, Rejected
 
 logger = logging.getLogger("centra_pipeline.webhooks.receiver")  # also under `python -m`
 
-WEBHOOK_PATH = "/webhooks/centra"
+WEBHOOK_PATH = "/webhooks/centra"  # the store named `default`
+STORE_WEBHOOK_PATH = WEBHOOK_PATH + "/{store}"
 HEALTH_PATH = "/healthz"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
@@ -84,36 +108,49 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class _Receiver:
-    """The endpoints, and what they share: the writer, the limits and the rejection counts."""
+_UNKNOWN_STORE = Rejected(404, "unknown_store", "no store of that name is served here")
+_NOT_CONFIGURED = Rejected(
+    503,
+    "store_not_configured",
+    "this store has no webhook secret configured on the receiver; nothing was stored, "
+    "retry once it is configured",
+)
 
-    def __init__(
-        self, secret: str, inbox: Inbox, tolerance_seconds: float | None, max_body_bytes: int
-    ) -> None:
-        self._inbox = inbox
-        self._tolerance_seconds = tolerance_seconds
+
+class _Receiver:
+    """The endpoints, and what they share: the stores, the limits and the rejection counts."""
+
+    def __init__(self, endpoints: Sequence[StoreEndpoint], max_body_bytes: int) -> None:
+        self._stores = {e.name: StoreReceiver(e, max_body_bytes) for e in endpoints}
         self._max_body_bytes = max_body_bytes
-        self._validator = DeliveryValidator(
-            secret, tolerance_seconds=tolerance_seconds, max_body_bytes=max_body_bytes
-        )
-        self._committer = _GroupCommitter(inbox)
-        self._rejected: Counter[int] = Counter()
+        self._rejected: Counter[int] = Counter()  # every store's, and unknown stores'
         self._started_at = time.time()
+        only = next(iter(self._stores.values())) if len(self._stores) == 1 else None
+        # The store whose inbox the health answer's top level shows, as it did before stores.
+        self._primary = self._stores.get(DEFAULT_STORE, only)
 
     async def receive_webhook(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
+        name = request.path_params.get("store", DEFAULT_STORE)
+        store = self._stores.get(name)
+        if store is None:
+            return self._reject(request, f"{name[:64]!r} (unknown)", None, _UNKNOWN_STORE)
+        if store.validator is None or store.committer is None:
+            return self._reject(request, store.name, store, _NOT_CONFIGURED)
         try:
-            delivery = await self._validator.validate(request)
+            delivery = await store.validator.validate(request)
         except Rejected as exc:
-            return self._reject(request, exc)
+            return self._reject(request, store.name, store, exc)
         try:
-            result = await self._committer.store(delivery)
+            result = await store.committer.store(delivery)
         except Exception as exc:
-            return self._unavailable(exc)
-        _log_stored(delivery, result, latency_ms=(time.perf_counter() - started) * 1000)
+            return self._unavailable(store, exc)
+        latency_ms = (time.perf_counter() - started) * 1000
+        _log_stored(store.name, delivery, result, latency_ms=latency_ms)
         return JSONResponse(
             {
                 "status": "ok",
+                "store": store.name,
                 "delivery_id": result.delivery_id,
                 "events": len(delivery.events),
                 "stored": result.new_events,
@@ -122,12 +159,17 @@ class _Receiver:
             }
         )
 
-    def _reject(self, request: Request, exc: Rejected) -> JSONResponse:
+    def _reject(
+        self, request: Request, label: str, store: StoreReceiver | None, exc: Rejected
+    ) -> JSONResponse:
         self._rejected[exc.status] += 1
+        if store is not None:
+            store.rejected[exc.status] += 1
         client = request.client.host if request.client else "?"
         size = exc.body_size
         logger.warning(
-            "webhook rejected: %d %s (%s) from %s%s",
+            "store %s: webhook rejected: %d %s (%s) from %s%s",
+            label,
             exc.status,
             exc.error,
             exc.detail,
@@ -138,44 +180,68 @@ class _Receiver:
         headers = {"Connection": "close"} if size is None or exc.status == 413 else None
         return _error(exc.status, exc.error, exc.detail, headers=headers)
 
-    def _unavailable(self, exc: Exception) -> JSONResponse:
+    def _unavailable(self, store: StoreReceiver, exc: Exception) -> JSONResponse:
         self._rejected[503] += 1
+        store.rejected[503] += 1
         logger.error(
-            "webhook not stored, answering 503 so Centra retries: %s: %s",
+            "store %s: webhook not stored, answering 503 so Centra retries: %s: %s",
+            store.name,
             type(exc).__name__,
             exc,
         )
         detail = "the delivery could not be stored; retry later"
         return _error(503, "inbox_unavailable", detail)
 
+    def _counts(self) -> dict[str, dict | None]:
+        return {
+            name: None if store.inbox is None else store.inbox.counts().to_dict()
+            for name, store in self._stores.items()
+        }
+
     async def healthz(self, request: Request) -> JSONResponse:
         try:
-            counts = await anyio.to_thread.run_sync(self._inbox.counts)
+            counts = await anyio.to_thread.run_sync(self._counts)
         except Exception as exc:
             logger.error("healthz: inbox unreadable: %s: %s", type(exc).__name__, exc)
             return _error(503, "inbox_unavailable")
-        return JSONResponse(
-            {
-                "status": "ok",
-                "uptime_seconds": round(time.time() - self._started_at, 1),
-                "tolerance_seconds": self._tolerance_seconds,
-                "max_body_bytes": self._max_body_bytes,
-                "rejected": {str(status): n for status, n in sorted(self._rejected.items())},
-                "inbox": counts.to_dict(),
+        health: dict[str, object] = {
+            "status": "ok",
+            "uptime_seconds": round(time.time() - self._started_at, 1),
+            "max_body_bytes": self._max_body_bytes,
+            "rejected": _by_status(self._rejected),
+        }
+        if self._primary is not None:
+            health["tolerance_seconds"] = self._primary.tolerance_seconds
+            health["inbox"] = counts[self._primary.name]
+        health["stores"] = {
+            name: {
+                "configured": store.validator is not None,
+                "tolerance_seconds": store.tolerance_seconds,
+                "rejected": _by_status(store.rejected),
+                "inbox": counts[name],
             }
-        )
+            for name, store in self._stores.items()
+        }
+        return JSONResponse(health)
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            self._committer.close()  # waits for a commit in progress
+            for store in self._stores.values():
+                if store.committer is not None:
+                    store.committer.close()  # waits for a commit in progress
 
 
-def _log_stored(delivery: Delivery, result: StoreResult, *, latency_ms: float) -> None:
+def _by_status(rejected: Counter[int]) -> dict[str, int]:
+    return {str(status): n for status, n in sorted(rejected.items())}
+
+
+def _log_stored(store: str, delivery: Delivery, result: StoreResult, *, latency_ms: float) -> None:
     logger.info(
-        "webhook delivery %d stored: %d events (%s), %d new, %d duplicate%s, %.1f ms",
+        "store %s: webhook delivery %d stored: %d events (%s), %d new, %d duplicate%s, %.1f ms",
+        store,
         result.delivery_id,
         len(delivery.events),
         _describe(delivery.events),
@@ -201,21 +267,41 @@ def create_app(
     tolerance_seconds: float | None = DEFAULT_TOLERANCE_SECONDS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
-    """The receiver as an ASGI app. The caller owns `inbox` (and closes it after the app).
+    """One store's receiver as an ASGI app: the store `inbox` records (`default` unless it
+    records one), at /webhooks/centra/<store> (and /webhooks/centra for `default`). The
+    caller owns `inbox` (and closes it after the app).
 
     `tolerance_seconds=None` disables the replay window; only tests should want that.
     """
-    if not secret:
-        raise ValueError(
-            f"the webhook secret is empty; set {ENV_WEBHOOK_SECRET} to the endpoint secret of "
-            "the Centra Webhook plugin (the receiver never runs unauthenticated)"
-        )
+    endpoint = StoreEndpoint(inbox.store_name, secret, inbox, tolerance_seconds)
+    return create_stores_app([endpoint], max_body_bytes=max_body_bytes)
+
+
+def create_stores_app(
+    endpoints: Sequence[StoreEndpoint], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Starlette:
+    """The receiver of these stores as an ASGI app; the caller owns (and closes) the inboxes."""
+    if not endpoints:
+        raise ValueError("the receiver needs at least one store")
+    names = [endpoint.name for endpoint in endpoints]
+    if len(set(names)) != len(names):
+        raise ValueError(f"store names must be unique, got {names}")
+    for endpoint in endpoints:
+        if endpoint.secret is not None and not endpoint.secret:
+            raise ValueError(
+                f"store {endpoint.name!r}: the webhook secret is empty; set it (for the single "
+                f"store, {ENV_WEBHOOK_SECRET}) to the endpoint secret of the Centra Webhook "
+                "plugin (the receiver never runs unauthenticated)"
+            )
+        if (endpoint.secret is None) != (endpoint.inbox is None):
+            raise ValueError(f"store {endpoint.name!r}: a secret and an inbox go together")
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
-    receiver = _Receiver(secret, inbox, tolerance_seconds, max_body_bytes)
+    receiver = _Receiver(endpoints, max_body_bytes)
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, receiver.receive_webhook, methods=["POST"]),
+            Route(STORE_WEBHOOK_PATH, receiver.receive_webhook, methods=["POST"]),
             Route(HEALTH_PATH, receiver.healthz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
@@ -236,33 +322,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-MISSING_SECRET_MESSAGE = (
-    f"{ENV_WEBHOOK_SECRET} is not set: set it to the endpoint secret of the Centra Webhook "
-    "plugin (in the environment or in .env in the project root); the receiver never runs "
-    "unauthenticated"
-)
+def run_server(host: str, port: int, stores: Stores | Settings) -> None:
+    """Serve every store until SIGINT/SIGTERM. Port 0 picks a free port; the log says which.
 
-
-def run_server(host: str, port: int, settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM. Port 0 picks a free port; the log line says which.
-
-    Raises ConfigError without a webhook secret and OSError if it cannot listen.
+    `stores` is the deployment's (load_stores()); one Settings is served as its one store.
+    Raises ConfigError when no store has a webhook secret, InboxStoreMismatch when a store's
+    inbox file records another store, and OSError if it cannot listen.
     """
-    if not settings.webhook_secret:
-        raise ConfigError(MISSING_SECRET_MESSAGE)
+    if isinstance(stores, Settings):
+        stores = Stores({stores.store: stores}, data_dir=stores.data_dir)
+    check_some_secret(stores)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     sock = _bind(host, port)
-    with sock, Inbox(settings.inbox_path) as inbox:
-        app = create_app(
-            settings.webhook_secret.get(),
-            inbox,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-        )
+    with sock, ExitStack() as inboxes:
+        endpoints = open_endpoints(stores, inboxes)  # closed after the server stops
         config = uvicorn.Config(
-            app,
+            create_stores_app(endpoints),
             log_config=None,  # our logging setup; uvicorn's loggers propagate to it
             access_log=False,  # the app logs one line per delivery instead
             server_header=False,
@@ -270,14 +348,8 @@ def run_server(host: str, port: int, settings: Settings) -> None:
             timeout_graceful_shutdown=10,
         )
         bound_host, bound_port = sock.getsockname()[:2]
-        logger.info(
-            "centra webhook receiver listening on http://%s:%d%s (inbox %s, tolerance %d s)",
-            bound_host if ":" not in bound_host else f"[{bound_host}]",
-            bound_port,
-            WEBHOOK_PATH,
-            settings.inbox_path,
-            settings.webhook_tolerance_seconds,
-        )
+        shown = bound_host if ":" not in bound_host else f"[{bound_host}]"
+        log_startup(logger, f"http://{shown}:{bound_port}", WEBHOOK_PATH, endpoints)
         uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -294,16 +366,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`centra-pipeline webhook-server`: 2 for missing configuration, 1 if it cannot listen."""
+    """`centra-pipeline webhook-server`: every store of the deployment (CENTRA_STORES_FILE,
+    or the single store `default`). 2 for missing or wrong configuration (no store with a
+    webhook secret, an inbox of another store), 1 if it cannot listen."""
     try:
-        settings = Settings.from_env()
-        if not settings.webhook_secret:
-            raise ConfigError(MISSING_SECRET_MESSAGE)
+        stores = load_stores()
+        check_some_secret(stores)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        run_server(args.host, args.port, settings)
+        run_server(args.host, args.port, stores)
+    except InboxStoreMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -315,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
+
+__all__ = ["MISSING_SECRET_MESSAGE", "StoreEndpoint", "create_app", "create_stores_app"]
 
 if __name__ == "__main__":
     sys.exit(main())
