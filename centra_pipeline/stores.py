@@ -34,6 +34,7 @@ import yaml
 
 from centra_pipeline.settings import (
     DEFAULT_TIMEZONE,
+    ENV_STORES_FILE,
     ConfigError,
     Secret,
     Settings,
@@ -41,7 +42,6 @@ from centra_pipeline.settings import (
     project_root,
 )
 
-ENV_STORES_FILE = "CENTRA_STORES_FILE"
 DEFAULT_STORE = "default"
 STORES_DIR = "stores"
 ALL_STORES_FILE = "all_stores.duckdb"
