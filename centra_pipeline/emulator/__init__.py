@@ -17,12 +17,23 @@ Modules, each importing only from those listed before it:
 - serving it: `api_access` (key, route, plugin allow-list), `order_api`, `shop_api`,
   `faults`, `request_log` (when requests arrived), `admin_api`, `app` (routing), `server`
   (HTTP), `webhooks` (outbound);
-- `emulator` (`Emulator`, the one object that wires it all), then `cli_options` and `cli`
-  (the `centra-pipeline emulator` command).
+- `emulator` (`Emulator`, the one object that wires it all), `fleet` (`Fleet`: several
+  emulators on one server, each under `/stores/<name>`), then `cli_options` and `cli` (the
+  `centra-pipeline emulator` command).
 """
 
 from .config import EmulatorConfig, PluginSettings
 from .emulator import Emulator
+from .fleet import Fleet, fleet_configs, store_secret_env, stores_file_text
 from .ticks import TickError
 
-__all__ = ["Emulator", "EmulatorConfig", "PluginSettings", "TickError"]
+__all__ = [
+    "Emulator",
+    "EmulatorConfig",
+    "Fleet",
+    "PluginSettings",
+    "TickError",
+    "fleet_configs",
+    "store_secret_env",
+    "stores_file_text",
+]

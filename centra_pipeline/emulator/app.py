@@ -50,6 +50,12 @@ def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
     return _SLASHES.sub("/", path), urllib.parse.parse_qs(query, keep_blank_values=True)
 
 
+def not_found_page(path: str) -> Response:
+    """The HTML 404 of a path no store serves (`App.not_found_html` also counts it)."""
+    text = _HTML_404.format(path=path.replace("<", "&lt;").replace(">", "&gt;"))
+    return Response(404, text.encode(), "text/html; charset=utf-8")
+
+
 class App:
     def __init__(self, controls: Controls) -> None:
         self.controls = controls
@@ -131,8 +137,7 @@ class App:
 
     def not_found_html(self, path: str) -> Response:
         self.count("other", "404")
-        text = _HTML_404.format(path=path.replace("<", "&lt;").replace(">", "&gt;"))
-        return Response(404, text.encode(), "text/html; charset=utf-8")
+        return not_found_page(path)
 
     # admin --------------------------------------------------------------------------------
     def handle_admin(self, method: str, path: str, body: bytes) -> Response:

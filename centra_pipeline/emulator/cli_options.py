@@ -40,6 +40,23 @@ def _rate(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _number(text, int, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _range(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN,MAX")
+    low, high = (_count(part.strip()) for part in parts)
+    if low > high:
+        raise argparse.ArgumentTypeError(f"{text!r}: MIN must be <= MAX")
+    return low, high
+
+
 def _seconds(text: str) -> float:
     value = _number(text, float, "a number")
     if value <= 0:
@@ -192,6 +209,17 @@ OPTION_GROUPS: tuple[tuple[str | None, tuple[Option, ...]], ...] = (
         Option("--rate-truncate", _rate, 0.0, "share of bodies cut off halfway"),
         Option("--rate-slow", _rate, 0.0, "share of bodies dribbled over --slow-ms"),
         Option("--slow-ms", _count, 2000, "duration of a slow body (default 2000)"),
+    )),
+    ("several stores on one port, each under /stores/<name> (see docs/emulator.md)", (
+        Option("--stores", _positive, None,
+               "serve N stores (store-01, ...) with different seeds, sizes and timezones "
+               "instead of one", metavar="N", field=BY_HAND),
+        Option("--store-orders", _range, None,
+               "with --stores: store sizes spread over MIN,MAX orders (default 1000,5000)",
+               metavar="MIN,MAX", field=BY_HAND),
+        Option("--stores-file", str, None,
+               "with --stores: write a stores file (TOML, for CENTRA_STORES_FILE) here",
+               metavar="PATH", field=BY_HAND),
     )),
     (None, (
         Option("--tick-every", _seconds, None,

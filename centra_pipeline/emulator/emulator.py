@@ -8,6 +8,7 @@ with Emulator(EmulatorConfig(orders=500, seed=7, now="2026-01-15 12:00:00")) as 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -35,9 +36,27 @@ class Emulator:
         self.app = App(self)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Where it is served: (host, port) of the running server, and the path prefix of its
+        # URLs. Its own server by default; `mount` hands both to another (a fleet's).
+        self._address: Callable[[], tuple[str, int]] = self._own_address
+        self.prefix = ""
+        self.mounted = False
+
+    def mount(self, address: Callable[[], tuple[str, int]], prefix: str) -> None:
+        """Be served by someone else's server (a `fleet.Fleet`) under `prefix` (`/stores/x`):
+        `address()` gives that server's (host, port), or raises RuntimeError while it is not
+        running. URLs and `port` then point there; `start()` is refused, the owner serves
+        `self.app` and starts `self.webhooks`."""
+        if self._server is not None:
+            raise RuntimeError("a running emulator cannot be mounted elsewhere")
+        self._address = address
+        self.prefix = prefix.rstrip("/")
+        self.mounted = True
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> Emulator:
+        if self.mounted:
+            raise RuntimeError("this emulator is mounted in a fleet; start the fleet instead")
         if self._server is not None:
             return self
         self._server = EmulatorHTTPServer((self.config.host, self.config.port), self.app)
@@ -71,20 +90,19 @@ class Emulator:
         self.stop()
 
     # addresses and keys ---------------------------------------------------------------------
-    @property
-    def port(self) -> int:
+    def _own_address(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("the emulator is not running; call start() or use `with`")
-        return int(self._server.server_address[1])
+        return self.config.host, int(self._server.server_address[1])
+
+    @property
+    def port(self) -> int:
+        return self._address()[1]
 
     @property
     def base_url(self) -> str:
-        host = self.config.host
-        if host in ("", "0.0.0.0"):  # noqa: S104 - only for display: the wildcard is reachable here
-            host = "127.0.0.1"
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        """`http://host:port`, plus the mount prefix when mounted (`.../stores/<name>`)."""
+        return http_url(*self._address()) + self.prefix
 
     @property
     def order_api_url(self) -> str:
@@ -150,3 +168,12 @@ class Emulator:
             if self.webhooks is None
             else {"enabled": True, **self.webhooks.stats()},
         }
+
+
+def http_url(host: str, port: int) -> str:
+    """The URL clients use for a server bound to (host, port)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - only for display: the wildcard is reachable here
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

@@ -16,9 +16,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .app import App, split_target
+from .app import App, not_found_page, split_target
 from .responses import Response
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ _MAX_BODY = 10 * 1024 * 1024
 # Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module does not name it.
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("qq")
+# A request path -> the app that serves it and the path within that app (None: no app, the
+# HTML 404). One emulator serves every path itself; a `fleet.Fleet` mounts several.
+Route = Callable[[str], tuple[App | None, str]]
 
 
 class _ArrivalReader(io.RawIOBase):
@@ -75,8 +79,13 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: App | None = None, route: Route | None = None
+    ) -> None:
+        if (app is None) == (route is None):
+            raise ValueError("give the server either one app or a route")
         self.app = app
+        self.route: Route = route or (lambda path: (app, path))
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -109,9 +118,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         """The `Date` header shows the *store* clock, as a real server's Date matches the
-        clock its data is stamped with; clients may use it as Centra's "now"."""
-        when = self.server.app.store.now if timestamp is None else timestamp
-        return email.utils.formatdate(when, usegmt=True)
+        clock its data is stamped with; clients may use it as Centra's "now". A request no
+        store serves (or one not parsed yet, under several stores) gets the wall clock."""
+        app = getattr(self, "routed_app", None) or self.server.app
+        if timestamp is None:
+            timestamp = time.time() if app is None else app.store.now
+        return email.utils.formatdate(timestamp, usegmt=True)
 
     def setup(self) -> None:
         super().setup()
@@ -170,8 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _serve(self, method: str) -> None:
-        app = self.server.app
-        path, query = split_target(self.path)
+        full_path, query = split_target(self.path)
+        app, path = self.server.route(full_path)
+        self.routed_app = app  # for the Date header
         try:
             body = self._read_body()
         except (ValueError, OSError):
@@ -182,6 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Response(400, b'{"error":"unreadable request body"}'))
             return
         try:
+            if app is None:
+                self._send(not_found_page(full_path))
+                return
             area = app.area(path)
             if area in ("order", "shop"):
                 app.request_log.arrived(area, arrival)
@@ -203,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif area == "admin":
                 self._send(app.handle_admin(method, path, body))
             else:
-                self._send(app.not_found_html(path))
+                self._send(app.not_found_html(full_path))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:  # the emulator must answer, not hang, even when it has a bug
