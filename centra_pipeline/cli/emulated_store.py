@@ -13,11 +13,13 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from centra_pipeline.settings import ENV_DATA_DIR, ENV_MAX_RPS, Settings, connection_env
+from centra_pipeline.stores import ALL_STORES_FILE, STORES_DIR
 
 if TYPE_CHECKING:
     from centra_pipeline.emulator import Emulator, EmulatorConfig
 
 MARKER = ".centra-demo"
+DEMO_STORES_FILE = "demo-stores.toml"  # `demo --stores N` writes it into the data directory
 DEFAULT_ORDERS = 20_000
 DEFAULT_PRODUCTS = 300
 DEFAULT_SEED = 42
@@ -85,8 +87,12 @@ def prepare_data_dir(settings: Settings) -> str | None:
         settings.warehouse_path.parent,
         settings.snapshot_path,
         settings.inbox_path.parent,
+        data / STORES_DIR,  # a many-store demo's (`demo --stores N`)
+        data / ALL_STORES_FILE,
+        data / DEMO_STORES_FILE,
     ]
-    if settings.warehouse_path.exists() and not marker.exists():
+    others = [settings.warehouse_path, *(data / STORES_DIR).glob("*/warehouse/warehouse.duckdb")]
+    if any(path.exists() for path in others) and not marker.exists():
         return (
             f"{data} already holds a warehouse that the demo did not create; run the demo "
             f"with another data directory, e.g. {ENV_DATA_DIR}=data/demo centra-pipeline demo"
