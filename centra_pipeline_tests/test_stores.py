@@ -142,6 +142,21 @@ def test_isolated_stores_sync_publish_and_union(three_stores, data_dir: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_differences(emus["beta"], stores.get("beta").snapshot_path) == {}
 
+    # verify compares each store with its own API; forget acts on the store named only.
+    verified = cli("verify", "--json")
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+    import json
+
+    assert set(json.loads(verified.stdout)["stores"]) == set(STORES)
+    before = {n: stores.get(n).snapshot_path.read_bytes() for n in ("alpha", "beta")}
+    customer = int(next(iter(emus["gamma"].store.iter_customers()))["customerId"])
+    erased = cli("forget", "--store", "gamma", "--customer", str(customer), "--json")
+    assert erased.returncode == 0, erased.stdout + erased.stderr
+    assert json.loads(erased.stdout)["customer_ids"] == [customer]
+    assert {n: stores.get(n).snapshot_path.read_bytes() for n in ("alpha", "beta")} == before
+    assert not (stores.get("alpha").erasure_dir / "log.jsonl").exists()
+    assert (stores.get("gamma").erasure_dir / "log.jsonl").exists()
+
     # all_stores unions them, with the store in a column.
     from centra_pipeline.definitions import build_definitions
 
