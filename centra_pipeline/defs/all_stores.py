@@ -17,17 +17,12 @@ import dagster as dg
 
 from centra_pipeline.defs.keys import OWNERS, SNAPSHOT_KEY
 from centra_pipeline.defs.resources import StorageResource
+from centra_pipeline.defs.sensors import UNFINISHED
 
 ALL_STORES_KEY = dg.AssetKey(["analyst", "all_stores_duckdb"])
 ALL_STORES_JOB_NAME = "centra_all_stores"
 ALL_STORES_SENSOR_NAME = "centra_all_stores_sensor"
 ALL_STORES_MIN_INTERVAL = 30
-UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 @dg.asset(
