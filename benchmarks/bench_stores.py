@@ -255,6 +255,10 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
     return result
 
 
+def _after(seconds: float | None) -> str:
+    return "not within 90 s" if seconds is None else f"{seconds} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stores", type=int, action="append")
@@ -283,7 +287,7 @@ def main() -> None:
             f"| {r['stores']} | {r['orders']:,} | {cycle} s | "
             f"{cycle / r['stores']:.2f} s | {r['max_concurrent_runs']} | "
             f"{r['run_seconds_median']} / {r['run_seconds_max']} s | "
-            f"{r['all_stores_after_last_store_seconds']} s | "
+            f"{_after(r['all_stores_after_last_store_seconds'])} | "
             f"{r['peak_rss_mb_tree']} / {r['peak_rss_mb_one_process']} MB | "
             f"{len(r['failed_runs'])} |"
             if cycle is not None
