@@ -60,6 +60,7 @@ def publish_all_stores(
             config={
                 "memory_limit": memory_limit,
                 "threads": 2,
+                "preserve_insertion_order": False,
                 "temp_directory": str(spill),
                 "storage_compatibility_version": STORAGE_COMPATIBILITY,
             }
@@ -180,9 +181,7 @@ def _build_table(
         con.execute(f"CREATE TABLE {qualified} ({quote_ident(STORE_COLUMN)} VARCHAR, {ddl})")
         return
     selects = []
-    union: list[str] = []
     for store, alias, names in have:
-        union += [n for n in map(_renamed, names) if n not in union]
         listed = ", ".join(
             quote_ident(n) + (f" AS {quote_ident(_renamed(n))}" if _renamed(n) != n else "")
             for n in names
@@ -191,12 +190,16 @@ def _build_table(
             f"SELECT {string_literal(store)}::VARCHAR AS {quote_ident(STORE_COLUMN)}, {listed} "
             f"FROM {alias}.main.{quote_ident(table.name)}"
         )
-    order = [STORE_COLUMN] + [k for k in map(_renamed, table.primary_key) if k in union]
+    # The union's columns and types first (no rows), then one store at a time: a union of
+    # every store in one statement holds them all at once and does not fit the memory
+    # limit at 100 stores.
     con.execute(
         f"CREATE TABLE {qualified} AS SELECT * FROM ("
         + " UNION ALL BY NAME ".join(selects)
-        + f") ORDER BY {', '.join(quote_ident(k) for k in order)}"
+        + ") LIMIT 0"
     )
+    for select in selects:
+        con.execute(f"INSERT INTO {qualified} BY NAME {select}")
 
 
 def _renamed(column: str) -> str:
