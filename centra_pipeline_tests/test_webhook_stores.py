@@ -301,3 +301,15 @@ def test_run_refuses_an_inbox_of_another_store(
     assert not any(secret in err for secret in SECRETS.values())
     with Inbox(inbox_path(env, "retail"), readonly=True) as inbox:
         assert (inbox.store_name, inbox.counts().deliveries) == ("outlet", 0)
+
+
+def test_the_receiver_needs_only_the_webhook_secrets(tmp_path: Path) -> None:
+    """A receiver host without the stores' API keys serves their webhooks."""
+    env = {
+        k: v for k, v in stores_env(tmp_path, SECRETS).items() if not k.endswith("ORDER_API_KEY")
+    }
+    data_dir = Path(env["CENTRA_DATA_DIR"])
+    with receiver_process(data_dir, tmp_path / "receiver.log", env=env) as (_, url):
+        store = next(iter(SECRETS))
+        body = body_of(event_for(store, 7))
+        assert deliver(url, store, body, SECRETS[store]).status_code == 200

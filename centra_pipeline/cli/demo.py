@@ -151,8 +151,9 @@ def _print_tour(snapshot: Path, seconds: float, queries: list | None = None) -> 
         'GROUP BY ALL"'
     )
     print(f"  duckdb -readonly {rel}")
-    print("See it live in the Dagster UI (emulator ticking, webhooks, schedule and sensor):")
-    print("  uv run centra-pipeline demo --ui")
+    if queries is None:  # the live demo is of one store
+        print("See it live in the Dagster UI (emulator ticking, webhooks, schedule and sensor):")
+        print("  uv run centra-pipeline demo --ui")
 
 
 # --- demo --stores N: several emulated stores, each its own shard, then all_stores ---------
