@@ -4,6 +4,7 @@ Dagster daemon, on this machine.
     uv run python benchmarks/bench_stores.py                  # 10, 30 and 100 stores
     uv run python benchmarks/bench_stores.py --stores 10      # one size
     uv run python benchmarks/bench_stores.py --max-concurrent-runs 2   # a tuned figure
+    uv run python benchmarks/bench_stores.py --stores 100 --record-as 100  # results/stores_100.md
 
 Per store count, in a fresh directory:
 1. an emulator fleet in its own process (`emulator.fleet`: stores of 1,000-5,000 orders,
@@ -265,6 +266,9 @@ def main() -> None:
     parser.add_argument("--max-concurrent-runs", type=int)
     parser.add_argument("--keep", action="store_true", help="keep the working directories")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--record-as", metavar="SUFFIX", help="write results/stores_SUFFIX.md instead"
+    )
     args = parser.parse_args()
     results = [
         one_size(n, args.max_concurrent_runs, args.keep) for n in args.stores or (10, 30, 100)
@@ -296,6 +300,8 @@ def main() -> None:
         )
     if not args.no_record:
         suffix = "" if args.max_concurrent_runs is None else f"_runs{args.max_concurrent_runs}"
+        if args.record_as:
+            suffix = f"_{args.record_as}"
         print(write_result(f"stores{suffix}", "\n".join(lines), {"results": results}))
     print("\n".join(lines))
 
