@@ -105,6 +105,16 @@ def published_after(instance, names: list[str], after: float) -> dict[str, float
     return out
 
 
+def all_stores_after(instance, after: float) -> list:
+    """The all_stores materialization published after `after`, if any (a list of 0 or 1)."""
+    import dagster as dg
+
+    from centra_pipeline.defs.all_stores import ALL_STORES_KEY
+
+    records_filter = dg.AssetRecordsFilter(asset_key=ALL_STORES_KEY, after_timestamp=after)
+    return instance.fetch_materializations(records_filter, limit=1).records
+
+
 def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-stores-{count}-"))
     data = work / "data"
@@ -199,26 +209,15 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
                 time.sleep(0.25)
             runs = instance.get_runs(dg.RunsFilter(job_name="centra_sync", created_after=fire))
             failed = [r.tags.get("dagster/partition") for r in runs if r.status.value == "FAILURE"]
-            all_stores = instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey(["analyst", "all_stores_duckdb"]),
-                    after_timestamp=max(done.values(), default=tick),
-                ),
-                limit=1,
-            ).records
+            last_store = max(done.values(), default=tick)
+            all_stores = all_stores_after(instance, last_store)
             # Wait (up to 90 s) for the all_stores publish that follows the last store.
             wait_until = time.time() + 90
             while not all_stores and time.time() < wait_until:
                 total, largest = tree_rss(root)
                 peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
                 time.sleep(1)
-                all_stores = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(
-                        asset_key=dg.AssetKey(["analyst", "all_stores_duckdb"]),
-                        after_timestamp=max(done.values(), default=tick),
-                    ),
-                    limit=1,
-                ).records
+                all_stores = all_stores_after(instance, last_store)
             durations = sorted(
                 (r.end_time or 0) - (r.start_time or 0)
                 for r in (instance.get_run_record_by_id(run.run_id) for run in runs)

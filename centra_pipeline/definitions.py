@@ -40,24 +40,25 @@ from centra_pipeline.sync.allocators import lean_allocators
 lean_allocators()  # a run worker loads this before its threads start (sync/allocators.py)
 
 
-def _settings() -> tuple[Settings, list[str], bool]:
-    """The deployment's settings, its store names (the partitions), and whether Centra is
-    configured. With invalid single-store settings the defaults load, and every run fails
-    with the configuration's own message. A bad stores file fails loading instead, with
-    its message in the UI's code location: nothing runs on half a list of stores."""
+def _settings() -> tuple[Settings, list[str], bool, bool]:
+    """The deployment's settings, its store names (the partitions), whether Centra is
+    configured, and whether a stores file is in use. With invalid single-store settings
+    the defaults load, and every run fails with the configuration's own message. A bad
+    stores file fails loading instead, with its message in the UI's code location:
+    nothing runs on half a list of stores."""
     if environment().get(ENV_STORES_FILE, "").strip():
         stores = load_stores()
         first = next(iter(stores.settings.values()))
-        return first, stores.names, True
+        return first, stores.names, True, True
     try:
         settings = Settings.from_env()
     except ConfigError:
-        return Settings(), [DEFAULT_STORE], False
-    return settings, [DEFAULT_STORE], not settings.missing_order_api()
+        return Settings(), [DEFAULT_STORE], False, False
+    return settings, [DEFAULT_STORE], not settings.missing_order_api(), False
 
 
 def build_definitions() -> dg.Definitions:
-    settings, store_names, configured = _settings()
+    settings, store_names, configured, many = _settings()
     stores = dg.StaticPartitionsDefinition(store_names)
     schedules_on = (
         dg.DefaultScheduleStatus.RUNNING if configured else dg.DefaultScheduleStatus.STOPPED
@@ -78,7 +79,6 @@ def build_definitions() -> dg.Definitions:
         freshness_sensor, freshness_job = build_freshness_sensor(
             list(freshness_checks), warn, fail, sensors_on
         )
-    many = environment().get(ENV_STORES_FILE, "").strip() != ""
     return dg.Definitions(
         assets=[*all_assets(freshness, stores), *([all_stores_snapshot] if many else [])],
         asset_checks=freshness_checks,

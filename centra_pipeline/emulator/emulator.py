@@ -15,7 +15,7 @@ from typing import Any
 from .app import App
 from .config import EmulatorConfig, PluginSettings
 from .faults import Faults
-from .server import EmulatorHTTPServer
+from .server import EmulatorHTTPServer, serve_in_thread, shut_down
 from .store import Store
 from .ticks import parse_tick
 from .webhooks import WebhookSender
@@ -60,26 +60,14 @@ class Emulator:
         if self._server is not None:
             return self
         self._server = EmulatorHTTPServer((self.config.host, self.config.port), self.app)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="centra-emulator-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "centra-emulator-http")
         if self.webhooks is not None:
             self.webhooks.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.close_connections()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        shut_down(self._server, self._thread)
+        self._server = self._thread = None
         if self.webhooks is not None:
             self.webhooks.stop()
 

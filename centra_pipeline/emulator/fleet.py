@@ -25,7 +25,7 @@ from typing import Any
 from .app import App
 from .config import EmulatorConfig
 from .emulator import Emulator, http_url
-from .server import EmulatorHTTPServer
+from .server import EmulatorHTTPServer, serve_in_thread, shut_down
 
 # A store name is a URL path segment here, and a directory and partition key in the pipeline.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -74,27 +74,15 @@ class Fleet:
         if self._server is not None:
             return self
         self._server = EmulatorHTTPServer((self.host, self.requested_port), route=self.route)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="centra-emulator-fleet-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "centra-emulator-fleet-http")
         for emu in self.stores.values():
             if emu.webhooks is not None:
                 emu.webhooks.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.close_connections()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        shut_down(self._server, self._thread)
+        self._server = self._thread = None
         for emu in self.stores.values():
             if emu.webhooks is not None:
                 emu.webhooks.stop()

@@ -274,3 +274,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
         # BaseHTTPRequestHandler flushes wfile after every request; give it something harmless.
         self.wfile = io.BytesIO()
+
+
+def serve_in_thread(server: EmulatorHTTPServer, name: str) -> threading.Thread:
+    """Serve `server` from a daemon thread (what Emulator and Fleet start)."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def shut_down(server: EmulatorHTTPServer | None, thread: threading.Thread | None) -> None:
+    """Stop serving, drop open connections, close the socket and join the thread."""
+    if server is not None:
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+    if thread is not None:
+        thread.join(5)
