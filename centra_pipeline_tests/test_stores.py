@@ -4,6 +4,7 @@ timezones and sizes synced through Dagster side by side, each isolated from the 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from centra_pipeline.defs.all_stores import ALL_STORES_MAX_WAIT
 from centra_pipeline.defs.keys import SNAPSHOT_KEY
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.settings import ConfigError
@@ -343,8 +345,35 @@ def test_the_schedule_and_the_all_stores_sensor_ask_for_each_store(three_stores)
         skipped = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
         assert not skipped.run_requests and "no store snapshot" in skipped.skip_message
         assert cli("sync", "--store", "gamma", "--stream", "customers").returncode == 0
-        asked = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        # A store run still in progress (an hourly cycle under way): the publish waits ...
+        running = dg.DagsterRun(
+            job_name="centra_sync",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "beta"},
+        )
+        instance.add_run(running)
+        waiting = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert not waiting.run_requests
+        assert "waiting for 1 unfinished store run(s) (beta)" in (waiting.skip_message or "")
+        cursor = json.loads(waiting.cursor)
+        later = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=waiting.cursor)
+        )
+        assert not later.run_requests
+        assert json.loads(later.cursor)["pending_since"] == cursor["pending_since"]
+        # ... but no longer than ALL_STORES_MAX_WAIT after the change was first seen,
+        overdue = {**cursor, "pending_since": cursor["pending_since"] - ALL_STORES_MAX_WAIT}
+        forced = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=json.dumps(overdue))
+        )
+        assert len(forced.run_requests) == 1
+        # and once the store runs are done it publishes at once.
+        instance.delete_run(running.run_id)
+        asked = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=waiting.cursor)
+        )
         assert len(asked.run_requests) == 1
+        assert "pending_since" not in json.loads(asked.cursor)
         again = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, cursor=asked.cursor)
         )

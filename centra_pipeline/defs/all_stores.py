@@ -2,10 +2,13 @@
 tables in one, with a `store` column (storage/all_stores.py).
 
 It is its own asset, not partitioned, downstream of every store's snapshot, and its sensor
-republishes it when a store's snapshot has changed since the last publish, at most once
-every ALL_STORES_MIN_INTERVAL seconds and never while a publish is queued or running. So a
-cycle of 100 store runs costs a few publishes, not 100, and the file follows within a
-minute of the last store. Only a deployment with a stores file has these.
+republishes it when a store's snapshot has changed since the last publish, once no store run
+is queued or in progress (or once a change has waited ALL_STORES_MAX_WAIT seconds, so a
+steady trickle of webhook refreshes cannot hold it back), never while a publish is queued or
+running, and at most once every ALL_STORES_MIN_INTERVAL seconds. A publish reads every
+store's snapshot (about 25 s of a core at 100 stores), so publishing during an hourly
+cycle would take that core from the stores' own runs; one publish follows the cycle's last
+store instead, within a sensor interval. Only a deployment with a stores file has these.
 
 (No `from __future__ import annotations`: Dagster reads the asset's context type at runtime.)
 """
@@ -14,6 +17,7 @@ import json
 import time
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from centra_pipeline.defs.keys import OWNERS, SNAPSHOT_KEY
 from centra_pipeline.defs.resources import StorageResource
@@ -23,6 +27,7 @@ ALL_STORES_KEY = dg.AssetKey(["analyst", "all_stores_duckdb"])
 ALL_STORES_JOB_NAME = "centra_all_stores"
 ALL_STORES_SENSOR_NAME = "centra_all_stores_sensor"
 ALL_STORES_MIN_INTERVAL = 30
+ALL_STORES_MAX_WAIT = 600
 
 
 @dg.asset(
@@ -80,7 +85,8 @@ def build_all_stores_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         minimum_interval_seconds=ALL_STORES_MIN_INTERVAL,
         default_status=default_status,
         description="Republishes all_stores.duckdb when any store's snapshot has been "
-        f"published since, at most every {ALL_STORES_MIN_INTERVAL} s and one at a time.",
+        "published since and no store run is unfinished (or the change has waited "
+        f"{ALL_STORES_MAX_WAIT} s), one publish at a time.",
     )
     def centra_all_stores_sensor(context: dg.SensorEvaluationContext):
         records = context.instance.fetch_materializations(SNAPSHOT_KEY, limit=1).records
@@ -98,9 +104,24 @@ def build_all_stores_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
                 f"a publish (run {busy[0].run_id[:8]}) is still unfinished; the next one "
                 "covers the snapshots published since"
             )
+        now = time.time()
+        pending_since = cursor.get("pending_since") or now
+        store_runs = [
+            run
+            for run in context.instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED))
+            if PARTITION_NAME_TAG in run.tags
+        ]
+        if store_runs and now - pending_since < ALL_STORES_MAX_WAIT:
+            stores = sorted({run.tags[PARTITION_NAME_TAG] for run in store_runs})
+            return dg.SensorResult(
+                skip_reason=f"waiting for {len(store_runs)} unfinished store run(s) "
+                f"({', '.join(stores[:5])}{', ...' if len(stores) > 5 else ''}) before "
+                f"publishing; at the latest in {ALL_STORES_MAX_WAIT - (now - pending_since):.0f} s",
+                cursor=json.dumps({**cursor, "pending_since": pending_since}),
+            )
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=f"all-stores-{latest.storage_id}")],
-            cursor=json.dumps({"snapshot_event": latest.storage_id, "at": time.time()}),
+            cursor=json.dumps({"snapshot_event": latest.storage_id, "at": now}),
         )
 
     return centra_all_stores_sensor
