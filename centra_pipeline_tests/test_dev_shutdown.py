@@ -2,7 +2,7 @@
 
 A service manager or `kill PID` signals only the command itself, not its process tree; a
 terminal's Ctrl-C signals its whole process group. The moment that matters is a Dagster run
-in flight: the code server that hosts it outlives `dagster dev` until the run is over. So the
+in flight: its process (a fork of the warm worker) outlives `dagster dev` until it ends. So the
 emulator is made slow (every Centra request of a run then outlasts the bound) and the signal
 is sent while a run waits on it.
 """
@@ -91,12 +91,25 @@ class _Descendants:
         return list(self._seen.values())
 
     def oldest_run_age(self) -> float:
-        """Seconds the oldest Dagster run in flight has been running (0: none). Run workers
-        and their step processes are the only spawned multiprocessing children."""
+        """Seconds the oldest Dagster run in flight has been running (0: none). A run is a
+        fork of the warm worker (the project's launcher: a warm worker process whose parent
+        is the warm worker), or under Dagster's own launcher a spawned multiprocessing child
+        of the code server."""
         ages = [0.0]
+        warm: set[int] = set()
+        alive = []
         for process in self.all():
             try:
-                if _alive(process) and "spawn_main" in " ".join(process.cmdline()):
+                if _alive(process):
+                    line = " ".join(process.cmdline())
+                    alive.append((process, line))
+                    if "centra_pipeline.defs.warm_worker" in line:
+                        warm.add(process.pid)
+            except psutil.Error:
+                continue
+        for process, line in alive:
+            try:
+                if "spawn_main" in line or (process.pid in warm and process.ppid() in warm):
                     ages.append(time.time() - process.create_time())
             except psutil.Error:
                 continue

@@ -146,8 +146,9 @@ def _initial_sync(stop: StopSignals) -> None:
 
 
 class InFlightRuns:
-    """The runs that the code server of our `dagster dev` still hosts when it stops. They keep
-    it running until they end, and a killed run stays STARTED in the instance, holding the
+    """The runs that our `dagster dev` still hosts when it stops (forked from the warm worker
+    its daemon started, or, under Dagster's own launcher, children of its code server). They
+    run on until they end, and a killed run stays STARTED in the instance, holding the
     warehouse writers' concurrency slot so that no later sync or refresh starts. So they are
     cancelled first (an interrupted step may wait out its retry delay), and those whose
     worker had to be killed are then recorded as cancelled."""
@@ -161,6 +162,7 @@ class InFlightRuns:
         from dagster._core.storage.tags import GRPC_INFO_TAG
 
         from centra_pipeline.cli.runs import dagster_instance
+        from centra_pipeline.defs.run_launcher import PID_TAG
 
         in_flight = dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
@@ -168,7 +170,9 @@ class InFlightRuns:
         )
         with dagster_instance() as instance:
             for run in instance.get_runs(filters=in_flight):
-                if GRPC_INFO_TAG not in run.tags:  # run in a process of its own, not ours
+                # Launched by our daemon (a warm worker's fork, or the code server's child
+                # under Dagster's own launcher); a CLI sync runs in a process of its own.
+                if GRPC_INFO_TAG not in run.tags and PID_TAG not in run.tags:
                     continue
                 self.cancelled.append(run.run_id)
                 try:
