@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
+import yaml
 from harness import ROOT, dagster_home, machine, write_result
 
 CLI = [sys.executable, "-m", "centra_pipeline.cli"]
@@ -71,13 +72,28 @@ def post(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def tree_rss(root: psutil.Process) -> tuple[int, int]:
-    """(sum, largest) RSS in bytes over `root` and its descendants."""
-    total = largest = 0
+def tree(root: psutil.Process) -> list[psutil.Process]:
     try:
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
+        return []
+
+
+def tree_pss(procs: list[psutil.Process]) -> int:
+    """Summed PSS in bytes over `procs`: each shared page counted once across them (a forked
+    run shares its parent's pages, which summed RSS would count once per process)."""
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total
+
+
+def tree_rss(procs: list[psutil.Process]) -> tuple[int, int]:
+    """(sum, largest) RSS in bytes over `procs`."""
+    total = largest = 0
     for proc in procs:
         try:
             rss = proc.memory_info().rss
@@ -86,6 +102,53 @@ def tree_rss(root: psutil.Process) -> tuple[int, int]:
         total += rss
         largest = max(largest, rss)
     return total, largest
+
+
+def process_kind(proc: psutil.Process) -> str:
+    """Which part of the deployment a process of the daemon's tree is."""
+    try:
+        line = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    if "execute_run" in line or "multiprocessing.spawn" in line or "warm_worker" in line:
+        return "run workers"  # spawned by the code server, or the warm worker and its forks
+    if line.startswith("tail "):
+        return "compute log capture"
+    if "grpc" in line or "code-server" in line:
+        return "code server"
+    if "dagster-daemon" in line or "dagster_daemon" in line:
+        return "daemon"
+    return "other"
+
+
+class CpuLedger:
+    """CPU seconds (user + system) per kind of process from `since` on: a process already
+    running then counts from its first sample, and a process that exits between samples
+    loses at most its last 0.25 s."""
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.seen: dict[tuple[int, float], tuple[str, float, float]] = {}
+
+    def sample(self, procs: list[psutil.Process], kind: str | None = None) -> None:
+        for proc in procs:
+            try:
+                used = sum(proc.cpu_times()[:2])
+                key = (proc.pid, proc.create_time())
+                label, first, _ = self.seen.get(key) or (
+                    kind or process_kind(proc),
+                    used if key[1] < self.since else 0.0,
+                    0.0,
+                )
+            except psutil.Error:
+                continue
+            self.seen[key] = (label, first, used)
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for label, first, last in self.seen.values():
+            out[label] = round(out.get(label, 0.0) + last - first, 1)
+        return out
 
 
 def published_after(instance, names: list[str], after: float) -> dict[str, float]:
@@ -115,15 +178,16 @@ def all_stores_after(instance, after: float) -> list:
     return instance.fetch_materializations(records_filter, limit=1).records
 
 
-def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
+def one_size(count: int, max_runs: int | None, keep: bool, launcher: str = "warm") -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-stores-{count}-"))
     data = work / "data"
     home = dagster_home(work / "dagster_home")
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
     if max_runs is not None:
-        text = (home / "dagster.yaml").read_text()
-        (home / "dagster.yaml").write_text(
-            text.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {max_runs}")
-        )
+        config["concurrency"]["runs"]["max_concurrent_runs"] = max_runs
+    if launcher == "default":
+        config.pop("run_launcher")  # Dagster's: the code server spawns a Python per run
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     fleet = subprocess.Popen([sys.executable, "-c", FLEET, str(count), str(work), NOW], cwd=ROOT)
     started = time.monotonic()
     while not (work / "fleet.json").exists():
@@ -139,7 +203,11 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
         "CENTRA_DATA_DIR": str(data),
         "DAGSTER_HOME": str(home),
     }
-    result: dict = {"stores": count, "orders": sum(info["orders"].values())}
+    result: dict = {
+        "stores": count,
+        "orders": sum(info["orders"].values()),
+        "launcher": launcher,
+    }
     daemon = None
     try:
         # Setup: the first full sync, two CLI processes (one per core) taking half the stores.
@@ -188,8 +256,11 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
             start_new_session=True,
         )
         root = psutil.Process(daemon.pid)
-        peak_sum = peak_one = 0
+        fleet_proc = psutil.Process(fleet.pid)
+        peak_sum = peak_one = peak_pss = 0
+        last_pss = 0.0
         tick = fire.timestamp()
+        cpu = CpuLedger(since=tick)
         os.environ["DAGSTER_HOME"] = str(home)
         import dagster as dg
 
@@ -199,8 +270,14 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
         last_check = 0.0
         with dg.DagsterInstance.from_config(str(home)) as instance:
             while time.time() < deadline:
-                total, largest = tree_rss(root)
+                procs = tree(root)
+                total, largest = tree_rss(procs)
                 peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
+                if time.time() - last_pss >= 1:
+                    peak_pss, last_pss = max(peak_pss, tree_pss(procs)), time.time()
+                if time.time() > tick - 1:  # from a baseline of what runs at the tick
+                    cpu.sample(procs)
+                    cpu.sample([fleet_proc], "emulator")
                 if time.time() - last_check > 2 and time.time() > tick:
                     done = published_after(instance, names, tick)
                     last_check = time.time()
@@ -214,8 +291,10 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
             # Wait (up to 90 s) for the all_stores publish that follows the last store.
             wait_until = time.time() + 90
             while not all_stores and time.time() < wait_until:
-                total, largest = tree_rss(root)
+                procs = tree(root)
+                total, largest = tree_rss(procs)
                 peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
+                peak_pss = max(peak_pss, tree_pss(procs))
                 time.sleep(1)
                 all_stores = all_stores_after(instance, last_store)
             durations = sorted(
@@ -238,7 +317,9 @@ def one_size(count: int, max_runs: int | None, keep: bool) -> dict:
             else None,
             peak_rss_mb_tree=round(peak_sum / 2**20),
             peak_rss_mb_one_process=round(peak_one / 2**20),
+            peak_pss_mb_tree=round(peak_pss / 2**20),
             max_concurrent_runs=max_runs or 4,
+            cpu_seconds_in_cycle=cpu.totals(),
         )
     finally:
         if daemon is not None:
@@ -264,13 +345,23 @@ def main() -> None:
     parser.add_argument("--stores", type=int, action="append")
     parser.add_argument("--max-concurrent-runs", type=int)
     parser.add_argument("--keep", action="store_true", help="keep the working directories")
+    parser.add_argument(
+        "--launcher",
+        choices=["warm", "default", "both"],
+        default="warm",
+        help="the project's warm run launcher (dagster.yaml, the default a user gets), "
+        "Dagster's default launcher, or both side by side",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
         "--record-as", metavar="SUFFIX", help="write results/stores_SUFFIX.md instead"
     )
     args = parser.parse_args()
+    launchers = ["warm", "default"] if args.launcher == "both" else [args.launcher]
     results = [
-        one_size(n, args.max_concurrent_runs, args.keep) for n in args.stores or (10, 30, 100)
+        one_size(n, args.max_concurrent_runs, args.keep, launcher)
+        for n in args.stores or (10, 30, 100)
+        for launcher in launchers
     ]
     lines = [
         "# Many stores: the hourly cycle (real Dagster daemon)",
@@ -278,25 +369,43 @@ def main() -> None:
         f"Machine: {machine()}. `benchmarks/bench_stores.py`; stores of 1,000-5,000 orders;",
         "rate limit 10 requests/s per API per store (the default). Cycle: from the schedule's",
         "tick until every store's snapshot is published after it. RSS: the daemon's process",
-        "tree (daemon, code server, run workers) summed, peak of 0.25 s samples.",
+        "tree (daemon, code server, run workers) summed, peak of 0.25 s samples; PSS: the",
+        "same tree's proportional set size (shared pages counted once), 1 s samples. CPU: seconds",
+        "used from the tick to the last store's publish, by the daemon's tree and the emulator.",
+        "Launcher `warm` is the project's (dagster.yaml); `default` is Dagster's own.",
         "",
-        "| stores | orders | cycle | per store | runs at once | run median / max | "
-        "all_stores after | peak RSS (tree / one process) | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| stores | launcher | cycle | per store | runs at once | run median / max | "
+        "all_stores after | peak RSS (tree / one process) | peak PSS (tree) | "
+        "CPU s per store (runs / rest) | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         cycle = r["cycle_seconds"]
+        cpu = r["cpu_seconds_in_cycle"]
+        runs_cpu = cpu.get("run workers", 0.0) + cpu.get("other", 0.0)
+        rest_cpu = sum(cpu.values()) - runs_cpu
         lines.append(
-            f"| {r['stores']} | {r['orders']:,} | {cycle} s | "
+            f"| {r['stores']} | {r['launcher']} | {cycle} s | "
             f"{cycle / r['stores']:.2f} s | {r['max_concurrent_runs']} | "
             f"{r['run_seconds_median']} / {r['run_seconds_max']} s | "
             f"{_after(r['all_stores_after_last_store_seconds'])} | "
             f"{r['peak_rss_mb_tree']} / {r['peak_rss_mb_one_process']} MB | "
+            f"{r['peak_pss_mb_tree']} MB | "
+            f"{runs_cpu / r['stores']:.2f} / {rest_cpu / r['stores']:.2f} | "
             f"{len(r['failed_runs'])} |"
             if cycle is not None
-            else f"| {r['stores']} | {r['orders']:,} | not finished ({r['stores_published']} "
-            "published) | | | | | | |"
+            else f"| {r['stores']} | {r['launcher']} | not finished "
+            f"({r['stores_published']} published) | | | | | | | | |"
         )
+    by = {(r["stores"], r["launcher"]): r["cycle_seconds"] for r in results}
+    ratios = [
+        f"- {n} stores: the warm launcher's cycle is {by[n, 'warm'] / by[n, 'default']:.2f}x "
+        "the default launcher's"
+        for n in sorted({r["stores"] for r in results})
+        if by.get((n, "warm")) and by.get((n, "default"))
+    ]
+    if ratios:
+        lines += ["", *ratios]
     if not args.no_record:
         suffix = "" if args.max_concurrent_runs is None else f"_runs{args.max_concurrent_runs}"
         if args.record_as:
