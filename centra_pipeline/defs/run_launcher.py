@@ -57,6 +57,7 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_shared.serdes import serialize_value
 
 from centra_pipeline.settings import ENV_STORES_FILE, project_root
+from centra_pipeline.storage.lake import pid_alive
 
 PID_TAG = "centra_pipeline/run_worker_pid"
 HOST_TAG = "centra_pipeline/run_worker_host"
@@ -282,7 +283,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         pid = _local_pid(run.tags)
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run worker on this host")
-        if _alive(pid):
+        if pid_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         latest = self._instance.get_run_by_id(run.run_id)
         if latest is not None and latest.is_finished:
@@ -306,13 +307,3 @@ def _local_pid(tags: Mapping[str, str]) -> int | None:
     if tags.get(HOST_TAG) != _host() or not tags.get(PID_TAG, "").isdigit():
         return None
     return int(tags[PID_TAG])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
