@@ -10,8 +10,6 @@ they start running, so the sync and webhook refreshes happen without a click.
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
 from centra_pipeline.defs.all_stores import (
@@ -20,21 +18,19 @@ from centra_pipeline.defs.all_stores import (
     build_all_stores_sensor,
 )
 from centra_pipeline.defs.assets import all_assets
-from centra_pipeline.defs.freshness import build_freshness_sensor
+from centra_pipeline.defs.freshness import Windows, build_freshness
 from centra_pipeline.defs.jobs import (
     ORDER_REFRESH_JOB_NAME,
     RECONCILE_JOB_NAME,
     SYNC_JOB_NAME,
     build_jobs,
 )
-from centra_pipeline.defs.keys import table_key
 from centra_pipeline.defs.maintenance import maintenance_job, maintenance_schedule
 from centra_pipeline.defs.resources import CentraResource, StorageResource
 from centra_pipeline.defs.schedules import freshness_windows, reconcile_schedule, sync_schedule
 from centra_pipeline.defs.sensors import build_order_webhook_sensor
 from centra_pipeline.settings import ConfigError, Settings, environment
 from centra_pipeline.stores import DEFAULT_STORE, ENV_STORES_FILE, load_stores
-from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.allocators import lean_allocators
 
 lean_allocators()  # a run worker loads this before its threads start (sync/allocators.py)
@@ -65,23 +61,16 @@ def build_definitions() -> dg.Definitions:
     )
     sensors_on = dg.DefaultSensorStatus.RUNNING if configured else dg.DefaultSensorStatus.STOPPED
     warn, fail = freshness_windows(settings.sync_cron)
-    freshness = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+    # Dagster evaluates a FreshnessPolicy on the latest materialization of any partition:
+    # true with one store, not with many, where the per-store checks say it instead.
+    freshness = None if many else dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
     jobs = build_jobs(settings.sync_executor)
-    # Freshness checks keep a pass/fail history next to the other checks (what the on-call
-    # engineer looks at); the tables' FreshnessPolicy shows the same windows as freshness
-    # state. Dagster marks the checks as superseded by the policy; they still work.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dg.SupersessionWarning)
-        freshness_checks = dg.build_last_update_freshness_checks(
-            assets=[table_key(stream.parent) for stream in STREAMS.values()],
-            lower_bound_delta=fail,
-        )
-        freshness_sensor, freshness_job = build_freshness_sensor(
-            list(freshness_checks), warn, fail, sensors_on
-        )
+    freshness_checks, freshness_sensor, freshness_job = build_freshness(
+        stores, Windows(warn, fail), sensors_on
+    )
     return dg.Definitions(
         assets=[*all_assets(freshness, stores), *([all_stores_snapshot] if many else [])],
-        asset_checks=freshness_checks,
+        asset_checks=[freshness_checks],
         jobs=[*jobs.values(), freshness_job, maintenance_job, *([all_stores_job] if many else [])],
         schedules=[
             sync_schedule(jobs[SYNC_JOB_NAME], settings.sync_cron, schedules_on, store_names),

@@ -15,8 +15,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from centra_pipeline.definitions import build_definitions
 from centra_pipeline.defs.all_stores import ALL_STORES_MAX_WAIT
+from centra_pipeline.defs.freshness import FRESHNESS_SENSOR_NAME
 from centra_pipeline.defs.keys import SNAPSHOT_KEY
 from centra_pipeline.emulator import Emulator
 from centra_pipeline.settings import ConfigError
@@ -24,6 +27,7 @@ from centra_pipeline.stores import ALL_STORES_FILE, load_stores
 from centra_pipeline_tests.conftest import NOW, emulator_config
 from centra_pipeline_tests.truth import table_differences, truth_tables
 
+ORDERS = dg.AssetKey(["warehouse", "orders"])
 STORES = {  # name: (timezone, orders, seed)
     "alpha": ("Europe/Stockholm", 300, 21),
     "beta": ("America/New_York", 150, 22),
@@ -137,6 +141,26 @@ def test_isolated_stores_sync_publish_and_union(three_stores, data_dir: Path) ->
         }
         published = instance.get_materialized_partitions(SNAPSHOT_KEY)
         assert published == {"alpha", "gamma"}
+        # The UI shows checks per store: each evaluation names its store, and freshness is
+        # judged on each store's own merges, so beta's failure is not hidden by the others.
+        unique = dg.AssetCheckKey(ORDERS, "primary_key_unique")
+        history = instance.event_log_storage.get_asset_check_execution_history(unique, 10)
+        passed = AssetCheckExecutionRecordStatus.SUCCEEDED
+        assert {r.partition for r in history if r.status == passed} == {"alpha", "gamma"}
+        assert {r.status for r in history if r.partition == "beta"} == {
+            AssetCheckExecutionRecordStatus.PLANNED  # its run failed before the check
+        }
+        defs = build_definitions()
+        tick = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME).evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs)
+        )
+        fresh = {e.partition: e for e in tick.asset_events if e.asset_key == ORDERS}
+        assert {p: e.passed for p, e in fresh.items()} == {
+            "alpha": True,
+            "beta": False,
+            "gamma": True,
+        }
+        assert "never merged" in fresh["beta"].description
 
     # The key fixed, beta alone syncs; then every store equals its API.
     os.environ[_variable("beta", "ORDER_API_KEY")] = emus["beta"].order_api_key
@@ -160,9 +184,6 @@ def test_isolated_stores_sync_publish_and_union(three_stores, data_dir: Path) ->
     assert (stores.get("gamma").erasure_dir / "log.jsonl").exists()
 
     # all_stores unions them, with the store in a column.
-    from centra_pipeline.definitions import build_definitions
-
-    defs = build_definitions()
     with dg.DagsterInstance.get() as instance:
         assert (
             defs.resolve_job_def("centra_all_stores").execute_in_process(instance=instance).success
@@ -224,7 +245,6 @@ def test_state_and_check_report_per_store(three_stores) -> None:
 
 
 def test_partitions_follow_the_stores_file(three_stores, tmp_path: Path) -> None:
-    from centra_pipeline.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("centra_sync")
     assert list(job.partitions_def.get_partition_keys()) == list(STORES)
@@ -326,8 +346,6 @@ def test_demo_with_several_stores(data_dir: Path) -> None:
 
 def test_the_schedule_and_the_all_stores_sensor_ask_for_each_store(three_stores) -> None:
     from datetime import UTC, datetime
-
-    from centra_pipeline.definitions import build_definitions
 
     defs = build_definitions()
     schedule = defs.resolve_schedule_def("centra_sync_schedule")

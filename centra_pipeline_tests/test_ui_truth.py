@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,12 @@ import pytest
 
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs import metadata
-from centra_pipeline.defs.freshness import FRESHNESS_JOB_NAME, FRESHNESS_SENSOR_NAME
+from centra_pipeline.defs.freshness import (
+    FRESHNESS_JOB_NAME,
+    FRESHNESS_SENSOR_NAME,
+    Windows,
+    sensor_tick,
+)
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME, sync_run_config
 from centra_pipeline.defs.keys import ORDER_COUNT_TAG, SNAPSHOT_KEY, lake_key, source_key, table_key
 from centra_pipeline.defs.schedules import SYNC_SCHEDULE_NAME, describe_cron, freshness_windows
@@ -87,37 +93,61 @@ def test_freshness_windows_follow_the_sync_cron(tmp_path: Path) -> None:
     assert out.split() == ["600", "450"]
 
 
-# --- the freshness sensor says what it does, targets a named job, and evaluates -------------
-def test_the_freshness_sensor_targets_a_named_job_and_describes_its_windows() -> None:
+# --- freshness is evaluated per store, truthfully, from the store's own merges ------------
+def test_the_freshness_sensor_describes_its_windows_and_records_without_runs() -> None:
     sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME)
-    assert sensor.job_name == FRESHNESS_JOB_NAME
+    assert sensor.targets == []  # it records evaluations itself; the job is for "evaluate now"
     assert "2 h" in sensor.description and "90 min" in sensor.description
+    assert FRESHNESS_JOB_NAME in {job.name for job in defs.resolve_all_job_defs()}
     for other in defs.sensors:
         assert other.description, other.name
 
 
-def test_freshness_checks_are_evaluated_after_the_first_sync(centra_env, data_dir) -> None:
-    """After a sync the sensor asks for the never-evaluated checks, and its job evaluates
-    them: they pass, instead of sitting at "not evaluated"."""
+def test_freshness_passes_after_a_sync_then_warns_then_fails(centra_env, data_dir) -> None:
+    """The sensor records a passing evaluation per table after a sync, nothing while nothing
+    changes, and a WARN, then an ERROR failure, as the merge ages past each window."""
+    windows = Windows(*freshness_windows("0 * * * *"))
+    parents = {table_key(s.parent) for s in STREAMS.values()}
     with dg.instance_for_test() as instance:
+        sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME)
+        never = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert {e.asset_key for e in never.asset_events} == parents
+        assert not any(e.passed for e in never.asset_events)
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         assert job.execute_in_process(instance=instance, partition_key="default").success
-        sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME)
-        (request,) = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs)
-        ).run_requests
-        parents = {table_key(s.parent) for s in STREAMS.values()}
-        assert {key.asset_key for key in request.asset_check_keys} == parents
+        merged = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, cursor=never.cursor)
+        )
+        assert {e.asset_key for e in merged.asset_events} == parents
+        assert all(e.passed and e.partition == "default" for e in merged.asset_events)
+        assert all(e.target_materialization_data for e in merged.asset_events)
+        quiet = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, cursor=merged.cursor)
+        )
+        assert not quiet.asset_events and quiet.skip_message
+
+        now = time.time()
+        late, cursor = sensor_tick(instance, ["default"], windows, merged.cursor, now + 95 * 60)
+        assert {e.severity for e in late} == {dg.AssetCheckSeverity.WARN}
+        assert not any(e.passed for e in late) and len(late) == len(parents)
+        overdue, _ = sensor_tick(instance, ["default"], windows, cursor, now + 3 * 3600)
+        assert {e.severity for e in overdue} == {dg.AssetCheckSeverity.ERROR}
+        assert "fails after 2 h" in overdue[0].description
+
+        # "Evaluate now" for one store runs the same evaluation in a run of the job.
         checks = defs.resolve_job_def(FRESHNESS_JOB_NAME)
-        result = checks.get_subset(asset_check_selection=set(request.asset_check_keys))
-        done = result.execute_in_process(instance=instance)
+        done = checks.execute_in_process(instance=instance, tags={"dagster/partition": "default"})
         evaluations = [
             e.event_specific_data
             for e in done.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION"
         ]
         assert {e.asset_key for e in evaluations} == parents
-        assert all(e.passed for e in evaluations)
+        assert all(e.passed and e.partition == "default" for e in evaluations)
+        unsaid = checks.execute_in_process(instance=instance, raise_on_error=False)
+        assert not unsaid.success and "tag dagster/partition=<store>" in str(
+            unsaid.get_step_failure_events()[0].event_specific_data.error
+        )
 
 
 # --- materialization metadata --------------------------------------------------------------

@@ -95,7 +95,7 @@ class SyncConfig(StreamConfig):
 
 
 def build_sync_asset(
-    freshness: dg.FreshnessPolicy, stores: dg.PartitionsDefinition
+    freshness: dg.FreshnessPolicy | None, stores: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
     """Every stream's lake load and tables in one step: the selected streams are read from
     Centra at once (threads; the two APIs' rate limits are shared by all of them), and each
@@ -103,7 +103,7 @@ def build_sync_asset(
     One step instead of one per stream: each step costs a run seconds of start-up and
     events, and in one process the rate limit is one limit (docs/architecture.md)."""
     specs = [spec for stream in STREAMS.values() for spec in stream_specs(stream, freshness)]
-    checks = [spec for table in TABLES.values() for spec in check_specs(table)]
+    checks = [spec for table in TABLES.values() for spec in check_specs(table, stores)]
 
     @dg.multi_asset(
         name=SYNC_STEP,
@@ -355,7 +355,7 @@ def build_snapshot_asset(stores: dg.PartitionsDefinition) -> dg.AssetsDefinition
     return centra_snapshot
 
 
-def all_assets(freshness: dg.FreshnessPolicy, stores: dg.PartitionsDefinition) -> list[Any]:
+def all_assets(freshness: dg.FreshnessPolicy | None, stores: dg.PartitionsDefinition) -> list[Any]:
     """Every asset, partitioned by store: the endpoints, the streams' lake loads and tables
     (one step), the snapshot."""
     return [

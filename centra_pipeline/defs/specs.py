@@ -33,7 +33,7 @@ def source_specs() -> list[dg.AssetSpec]:
     ]
 
 
-def stream_specs(stream: Stream, freshness: dg.FreshnessPolicy) -> list[dg.AssetSpec]:
+def stream_specs(stream: Stream, freshness: dg.FreshnessPolicy | None) -> list[dg.AssetSpec]:
     group = GROUPS[stream.api]
     lake = dg.AssetSpec(
         lake_key(stream),
@@ -52,7 +52,7 @@ def stream_specs(stream: Stream, freshness: dg.FreshnessPolicy) -> list[dg.Asset
 
 
 def _table_spec(
-    stream: Stream, table: Table, group: str, freshness: dg.FreshnessPolicy
+    stream: Stream, table: Table, group: str, freshness: dg.FreshnessPolicy | None
 ) -> dg.AssetSpec:
     deps = [lake_key(stream)]
     if table.parent:
