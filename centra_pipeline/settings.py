@@ -44,6 +44,7 @@ ENV_REFRESH_RUN_RETENTION_DAYS = "CENTRA_REFRESH_RUN_RETENTION_DAYS"
 ENV_PII = "CENTRA_PII"
 ENV_PII_KEY = "CENTRA_PII_KEY"
 ENV_STORES_FILE = "CENTRA_STORES_FILE"  # several stores: centra_pipeline/stores.py
+ENV_INBOX_URL = "CENTRA_INBOX_URL"  # a shared PostgreSQL inbox: webhooks/inbox_postgres.py
 # The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
 CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
@@ -157,6 +158,16 @@ def _cron(env: dict[str, str], name: str, default: str) -> str:
     return value
 
 
+def _inbox_url(url: Secret | None) -> Secret | None:
+    if url is not None and not url.get().startswith(("postgresql://", "postgres://")):
+        scheme = url.get().split("://")[0] if "://" in url.get() else "no scheme"
+        raise ConfigError(
+            f"{ENV_INBOX_URL} must be a PostgreSQL URL (postgresql://user:password@host:5432/"
+            f"db), got one with {scheme!r}; unset it to keep the SQLite inbox"
+        )
+    return url
+
+
 def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or choices[0]
     if value not in choices:
@@ -233,6 +244,9 @@ class Settings:
     # the key of every keyed hash (else one made and kept in the erasure directory).
     pii: str = PII_MODES[0]
     pii_key: Secret | None = field(default=None, repr=False)
+    # The webhook inbox in PostgreSQL, shared by several receivers (a secret: it may hold a
+    # password); None keeps each store's SQLite inbox under the data directory.
+    inbox_url: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -308,6 +322,7 @@ class Settings:
             ),
             pii=_choice(env, ENV_PII, PII_MODES),
             pii_key=secret(ENV_PII_KEY),
+            inbox_url=_inbox_url(secret(ENV_INBOX_URL)),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------

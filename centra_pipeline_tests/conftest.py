@@ -29,6 +29,7 @@ from centra_pipeline.storage.warehouse import MergeResult, Warehouse
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.sync.extract import Extractor
 from centra_pipeline.sync.plan import ExtractOptions
+from centra_pipeline.webhooks.inboxes import InboxRef
 
 TZ = "Europe/Stockholm"
 NOW = "2026-01-15 12:00:00"
@@ -131,7 +132,7 @@ class Pipeline:
             shop_api=ShopApi.connect(
                 self.emu.shop_api_url, self.emu.shop_api_key, config=FAST_HTTP, page_size=50
             ),
-            inbox_path=self.settings.inbox_path,
+            inbox=InboxRef.of(self.settings),
         )
 
     def extract(self, stream: str, **options: Any) -> LoadManifest:
@@ -210,3 +211,20 @@ def requests_seen(base: str, since: float) -> dict[str, list[float]]:
     with urllib.request.urlopen(f"{base}/_emulator/requests", timeout=30) as response:
         seen = json.loads(response.read())
     return {api: [t for t in seen[api]["arrivals"] if t >= since] for api in ("order", "shop")}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One real PostgreSQL server on loopback for the session (centra_pipeline/testing)."""
+    from centra_pipeline.testing.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def inbox_url(postgres: Any) -> str:
+    """A new, empty database on the session's server: its URL (with its password)."""
+    import uuid
+
+    return postgres.create_database(f"test_{uuid.uuid4().hex[:12]}")

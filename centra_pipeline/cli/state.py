@@ -144,15 +144,17 @@ def _print_catalogue_and_inbox(
 
 def _inbox_state(settings: Settings, warehouse) -> dict[str, object] | None:
     """How far the webhook inbox has been applied to the warehouse (None: no inbox)."""
-    from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox
+    from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES
+    from centra_pipeline.webhooks.inboxes import InboxRef
 
-    if not settings.inbox_path.exists():
+    ref = InboxRef.of(settings)
+    if not ref.exists():
         return None
-    inbox = Inbox(settings.inbox_path, readonly=True)
+    inbox = ref.open(readonly=True)
     try:
         applied = warehouse.inbox_applied(inbox.inbox_id)
         return {
-            "path": str(settings.inbox_path),
+            "path": ref.location,
             "max_seq": inbox.max_seq(),
             "applied_seq": applied,
             "order_events": inbox.pending_count(0, ORDER_REFRESH_TYPES),

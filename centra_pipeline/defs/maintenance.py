@@ -118,12 +118,12 @@ def _in_days(delta: timedelta) -> str:
 
 def prune_inbox(settings: Settings, warehouse: Warehouse, received_before: datetime) -> int:
     """Delete inbox events the warehouse has applied that arrived before `received_before`."""
-    from centra_pipeline.webhooks.inbox import Inbox
+    from centra_pipeline.webhooks.inboxes import InboxRef
 
-    path = settings.inbox_path
-    if not path.exists():
+    ref = InboxRef.of(settings)
+    if not ref.exists():
         return 0
-    with Inbox(path) as inbox:
+    with ref.open() as inbox:
         applied = warehouse.inbox_applied(inbox.inbox_id)
         return inbox.prune(applied, received_before)
 

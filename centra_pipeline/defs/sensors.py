@@ -49,7 +49,8 @@ from centra_pipeline.defs.keys import INBOX_SEQ_TAG, ORDER_COUNT_TAG
 from centra_pipeline.settings import ENV_REFRESH_MIN_INTERVAL, Settings
 from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
 from centra_pipeline.stores import DEFAULT_STORE, Stores, load_stores
-from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox, InboxEvent
+from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, InboxEvent
+from centra_pipeline.webhooks.inboxes import AnyInbox, InboxRef
 
 SENSOR_NAME = "centra_order_webhook_sensor"
 TICK_SECONDS = 5
@@ -160,7 +161,7 @@ def build_order_webhook_sensor(
         skipped: list[str] = []
         no_inbox: list[str] = []
         for name, settings in stores.settings.items():
-            if stores.multi and not settings.inbox_path.exists():
+            if stores.multi and not InboxRef.of(settings).exists():
                 no_inbox.append(name)
                 continue
             result = _store_tick(_StoreContext(context, cursors.get(name), name), settings)
@@ -218,17 +219,17 @@ def write_store_cursors(cursors: dict[str, str | None], stores: Stores) -> str |
 
 
 def _store_tick(context: _StoreContext, settings: Settings) -> dg.SensorResult | dg.SkipReason:
-    if not settings.inbox_path.exists():
+    ref = InboxRef.of(settings)
+    if not ref.exists():
         return dg.SkipReason(
-            f"no webhook inbox at {settings.inbox_path} yet (start `centra-pipeline "
-            "webhook-server`)"
+            f"no webhook inbox at {ref.location} yet (start `centra-pipeline webhook-server`)"
         )
-    with Inbox(settings.inbox_path, readonly=True) as inbox:
+    with ref.open(readonly=True) as inbox:
         return _tick(context, inbox, settings)
 
 
 def _tick(
-    context: _StoreContext, inbox: Inbox, settings: Settings
+    context: _StoreContext, inbox: AnyInbox, settings: Settings
 ) -> dg.SensorResult | dg.SkipReason:
     inbox_id = inbox.inbox_id
     state = read_state(context.cursor, inbox_id)
@@ -236,7 +237,7 @@ def _tick(
         context.log.warning(
             "the webhook inbox at %s is not the one the cursor was read from (it was "
             "replaced); reading it from the start",
-            inbox.path,
+            inbox.location,
         )
     if inbox.oldest_pending(state.seq, types=ORDER_REFRESH_TYPES) is None:
         counts = inbox.counts()
@@ -303,7 +304,7 @@ def _request(
 
 
 def _held_back(
-    instance: dg.DagsterInstance, inbox: Inbox, state: Cursor, interval: float, now: float
+    instance: dg.DagsterInstance, inbox: AnyInbox, state: Cursor, interval: float, now: float
 ) -> dg.SkipReason | None:
     """Why no run may start now (the interval, or the last run still unfinished), or None."""
 

@@ -140,7 +140,7 @@ def forget(
         failpoint("forget.after_lake")
         orders = _erase_warehouse(warehouse, suppression, new_hashes, erasure)
         _rewrite_database(warehouse.path)
-    erasure.inbox_payloads_cleared = _erase_inbox(settings.inbox_path, orders)
+    erasure.inbox_payloads_cleared = _erase_inbox(settings, orders)
     failpoint("forget.before_log")
     path = settings.erasure_dir / ERASURE_LOG
     with open(path, "a") as handle:
@@ -358,13 +358,14 @@ def _rewrite_database(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def _erase_inbox(inbox_path: Path, order_ids: list[int]) -> int:
+def _erase_inbox(settings: Settings, order_ids: list[int]) -> int:
     """Forget the payloads (`data`) of webhook events of these orders."""
-    if not order_ids or not inbox_path.exists():
-        return 0
-    from centra_pipeline.webhooks.inbox import Inbox
+    from centra_pipeline.webhooks.inboxes import InboxRef
 
-    with Inbox(inbox_path) as inbox:
+    ref = InboxRef.of(settings)
+    if not order_ids or not ref.exists():
+        return 0
+    with ref.open() as inbox:
         return inbox.clear_payloads("order", [str(n) for n in order_ids])
 
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from centra_pipeline.centra.jsonstream import RawRecord
@@ -37,6 +36,7 @@ from centra_pipeline.sync import inbox_reads, reconcile_reads
 from centra_pipeline.sync.allocators import lean_allocators
 from centra_pipeline.sync.plan import ExtractOptions, ReadPlan, int_keys, lookups
 from centra_pipeline.testing.failpoints import failpoint
+from centra_pipeline.webhooks.inboxes import InboxRef
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Extractor:
         shop_api: ShopApi | None = None,
         progress: ProgressCallback | None = None,
         progress_interval: float = 2.0,
-        inbox_path: Path | None = None,
+        inbox: InboxRef | None = None,
         suppression: Suppression | None = None,
     ) -> None:
         self.lake = lake
@@ -89,7 +89,7 @@ class Extractor:
         self.shop_api = shop_api
         self.progress = progress
         self.progress_interval = progress_interval
-        self.inbox_path = inbox_path
+        self.inbox = inbox
         # People erased with `forget`: their records are erased before anything is compared
         # or landed (streams/personal.py).
         self.suppression = suppression

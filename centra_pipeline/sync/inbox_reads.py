@@ -13,19 +13,19 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from centra_pipeline.streams.model import Stream
 from centra_pipeline.streams.orders import orders_before
 from centra_pipeline.sync.plan import ExtractOptions, ReadContext, ReadPlan, lookups
-from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, Inbox
+from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES
+from centra_pipeline.webhooks.inboxes import InboxRef
 
 INBOX_EVENTS_PER_READ = 5000
 
 
 class InboxContext(ReadContext, Protocol):
-    inbox_path: Path | None
+    inbox: InboxRef | None
 
 
 def with_inbox(
@@ -83,13 +83,13 @@ def with_inbox(
 def _unapplied_events(ctx: InboxContext, options: ExtractOptions) -> _InboxWork | None:
     """The inbox's order events after the warehouse's watermark, up to the target: a
     sensor run's last seq, or the newest stored event. None: no inbox to apply."""
-    if not options.apply_inbox or options.mode == "backfill" or ctx.inbox_path is None:
+    if not options.apply_inbox or options.mode == "backfill" or ctx.inbox is None:
         return None
-    if not ctx.inbox_path.exists():
+    if not ctx.inbox.exists():
         if options.inbox_through is not None:
-            raise ValueError(f"no webhook inbox at {ctx.inbox_path} to refresh from")
+            raise ValueError(f"no webhook inbox at {ctx.inbox.location} to refresh from")
         return None
-    inbox = Inbox(ctx.inbox_path, readonly=True)
+    inbox = ctx.inbox.open(readonly=True)
     try:
         after = ctx.warehouse.inbox_applied(inbox.inbox_id)
         through = inbox.max_seq() if options.inbox_through is None else options.inbox_through

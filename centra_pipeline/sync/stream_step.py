@@ -25,6 +25,7 @@ from centra_pipeline.streams import Stream, Table
 from centra_pipeline.sync.extract import Extractor, ProgressCallback
 from centra_pipeline.sync.plan import ExtractOptions
 from centra_pipeline.sync.reconcile import Drift
+from centra_pipeline.webhooks.inboxes import InboxRef
 
 
 @dataclass
@@ -92,7 +93,7 @@ def land(
             order_api=order,
             shop_api=shop,
             progress=progress,
-            inbox_path=settings.inbox_path,
+            inbox=InboxRef.of(settings),
             suppression=load_suppression(settings),
         ).run(stream.name, options)
     finally:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from centra_pipeline.centra.webhook import WebhookEvent
 from centra_pipeline.stores import DEFAULT_STORE
@@ -71,7 +71,51 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class Inbox:
+class InboxBase:
+    """What the SQLite inbox and the PostgreSQL one (webhooks/inbox_postgres.py) share: each
+    keeps a connection per thread in `_connections`, and builds `store` and
+    `oldest_pending` on its own `store_many` and `events_after`."""
+
+    _lock: threading.Lock
+    _closed: bool
+    _connections: list[Any]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def store(
+        self, raw_body_sha256: str, signed_at: int, events: Sequence[WebhookEvent]
+    ) -> StoreResult:
+        """Store one delivery in one transaction; durable when this returns."""
+        return self.store_many([Delivery(raw_body_sha256, signed_at, events)])[0]
+
+    def store_many(self, deliveries: Sequence[Delivery]) -> list[StoreResult]:
+        raise NotImplementedError
+
+    def events_after(
+        self, seq: int, limit: int = 1000, types: Iterable[str] | None = None
+    ) -> list[InboxEvent]:
+        raise NotImplementedError
+
+    def oldest_pending(
+        self, after_seq: int, types: Iterable[str] | None = None
+    ) -> InboxEvent | None:
+        """The first event after the cursor; `now - .received_at` is the sensor's lag."""
+        events = self.events_after(after_seq, limit=1, types=types)
+        return events[0] if events else None
+
+
+class Inbox(InboxBase):
     """The inbox file. Thread-safe: each thread gets its own SQLite connection.
 
     `readonly=True` is for the sensor: the schema is still created if missing (so a sensor
@@ -109,6 +153,11 @@ class Inbox:
             raise
         self._local.conn = self._finish(conn)
 
+    @property
+    def location(self) -> str:
+        """Where it is, for messages (the PostgreSQL inbox has one too)."""
+        return str(self.path)
+
     # Connections ------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -139,26 +188,7 @@ class Inbox:
             conn.execute("PRAGMA query_only = ON")
         return conn
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-
-    def __enter__(self) -> Inbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # Writer -----------------------------------------------------------------------------
-    def store(
-        self, raw_body_sha256: str, signed_at: int, events: Sequence[WebhookEvent]
-    ) -> StoreResult:
-        """Store one delivery in one transaction; durable when this returns."""
-        return self.store_many([Delivery(raw_body_sha256, signed_at, events)])[0]
-
     def store_many(self, deliveries: Sequence[Delivery]) -> list[StoreResult]:
         """Store several deliveries in one transaction (one fsync): the receiver's group commit.
 
@@ -269,13 +299,6 @@ class Inbox:
         query = f"SELECT count(*) FROM events WHERE {where}"
         return self._connection().execute(query, params).fetchone()[0]
 
-    def oldest_pending(
-        self, after_seq: int, types: Iterable[str] | None = None
-    ) -> InboxEvent | None:
-        """The first event after the cursor; `now - .received_at` is the sensor's lag."""
-        events = self.events_after(after_seq, limit=1, types=types)
-        return events[0] if events else None
-
     def counts(self) -> InboxCounts:
         conn = self._connection()
         conn.execute("BEGIN")  # one snapshot for all three queries
@@ -359,6 +382,7 @@ __all__ = [
     "ORDER_REFRESH_TYPES",
     "Delivery",
     "Inbox",
+    "InboxBase",
     "InboxCounts",
     "InboxEvent",
     "InboxStoreMismatch",

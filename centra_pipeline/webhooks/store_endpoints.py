@@ -18,7 +18,7 @@ from centra_pipeline.centra.webhook import DEFAULT_TOLERANCE_SECONDS
 from centra_pipeline.settings import ENV_WEBHOOK_SECRET, ConfigError
 from centra_pipeline.stores import DEFAULT_STORE, Stores
 from centra_pipeline.webhooks.committer import GroupCommitter
-from centra_pipeline.webhooks.inbox import Inbox
+from centra_pipeline.webhooks.inboxes import AnyInbox, InboxRef
 from centra_pipeline.webhooks.validation import DeliveryValidator
 
 MISSING_SECRET_MESSAGE = (
@@ -35,7 +35,7 @@ class StoreEndpoint:
 
     name: str
     secret: str | None = field(repr=False)
-    inbox: Inbox | None
+    inbox: AnyInbox | None
     tolerance_seconds: float | None = DEFAULT_TOLERANCE_SECONDS
 
 
@@ -82,7 +82,7 @@ def open_endpoints(stores: Stores, stack: ExitStack) -> list[StoreEndpoint]:
     for name, settings in stores.settings.items():
         tolerance = settings.webhook_tolerance_seconds
         if settings.webhook_secret:
-            inbox = stack.enter_context(Inbox(settings.inbox_path, store=name))
+            inbox = stack.enter_context(InboxRef.of(settings).open(claim=True))
             endpoints.append(StoreEndpoint(name, settings.webhook_secret.get(), inbox, tolerance))
         else:
             endpoints.append(StoreEndpoint(name, None, None, tolerance))
@@ -110,7 +110,7 @@ def log_startup(
             path,
             endpoint.name,
             f" or {path}" if endpoint.name == DEFAULT_STORE else "",
-            endpoint.inbox.path,
+            endpoint.inbox.location,
             "off" if endpoint.tolerance_seconds is None else f"{endpoint.tolerance_seconds:g}",
         )
     missing = [e.name for e in endpoints if e.inbox is None]
