@@ -105,14 +105,11 @@ def latest_merges(
 ) -> dict[str, Merge]:
     """Each store's latest materialization of `key`: one query for the storage ids, and one
     more for the timestamps of those not in `known`."""
-    wanted = set(stores)
-    ids = {
-        store: storage_id
-        for store, storage_id in instance.get_latest_storage_id_by_partition(
-            key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=wanted
-        ).items()
-        if store in wanted
-    }
+    ids = dict(
+        instance.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(stores)
+        )
+    )
     missing = [i for i in ids.values() if i not in known]
     if missing:
         records = instance.fetch_materializations(

@@ -57,6 +57,7 @@ def _now() -> str:
 
 
 def _store_lock(store: str) -> int:
+    # Two stores whose names share a CRC only wait for each other; order still holds.
     return zlib.crc32(f"centra_inbox:{store}".encode())
 
 
