@@ -11,12 +11,23 @@ reaches a log line, an exception or Dagster metadata by accident prints as `***`
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
+
+from centra_pipeline.settings_values import (
+    ConfigError,
+    Secret,
+    choice,
+    count,
+    cron,
+    number,
+    postgres_url,
+    share,
+    storage_url,
+)
 
 ENV_ORDER_API_URL = "CENTRA_ORDER_API_URL"
 ENV_ORDER_API_KEY = "CENTRA_ORDER_API_KEY"
@@ -45,6 +56,7 @@ ENV_PII = "CENTRA_PII"
 ENV_PII_KEY = "CENTRA_PII_KEY"
 ENV_STORES_FILE = "CENTRA_STORES_FILE"  # several stores: centra_pipeline/stores.py
 ENV_INBOX_URL = "CENTRA_INBOX_URL"  # a shared PostgreSQL inbox: webhooks/inbox_postgres.py
+ENV_STORAGE_URL = "CENTRA_STORAGE_URL"  # s3://bucket/prefix: storage/objects.py
 # The API connection, as `centra-pipeline check` and the emulator's printed exports name it.
 CONNECTION_ENV = (ENV_ORDER_API_URL, ENV_ORDER_API_KEY, ENV_SHOP_API_URL, ENV_SHOP_API_KEY)
 
@@ -77,36 +89,6 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-class ConfigError(ValueError):
-    """Configuration is missing or invalid; the message says which variable and what to set."""
-
-
-class Secret:
-    """A string that does not print itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
 def environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """os.environ over the project's .env file (real variables win over the file)."""
     merged: dict[str, str] = {}
@@ -117,62 +99,6 @@ def environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
     if extra_env:
         merged.update(extra_env)
     return merged
-
-
-def _float(env: dict[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value < 0 or (value == 0 and not zero_ok) or value != value or value == float("inf"):
-        bound = "0 or more" if zero_ok else "greater than 0"
-        raise ConfigError(f"{name} must be a number {bound}, got {raw!r}")
-    return value
-
-
-def _count(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
-        raise ConfigError(f"{name} must be a whole number of 1 or more, got {raw!r}")
-    return int(raw)
-
-
-def _share(env: dict[str, str], name: str, default: float) -> float:
-    value = _float(env, name, default, zero_ok=True)
-    if value > 1:
-        raise ConfigError(f"{name} is a share between 0 and 1 (0.01 = 1%), got {value:g}")
-    return value
-
-
-def _cron(env: dict[str, str], name: str, default: str) -> str:
-    """Five cron fields (Dagster checks the rest when it builds the schedule)."""
-    value = env.get(name, "").strip() or default
-    fields = value.split()
-    if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
-        raise ConfigError(f"{name}={value!r} is not a cron expression (e.g. {default!r})")
-    return value
-
-
-def _inbox_url(url: Secret | None) -> Secret | None:
-    if url is not None and not url.get().startswith(("postgresql://", "postgres://")):
-        scheme = url.get().split("://")[0] if "://" in url.get() else "no scheme"
-        raise ConfigError(
-            f"{ENV_INBOX_URL} must be a PostgreSQL URL (postgresql://user:password@host:5432/"
-            f"db), got one with {scheme!r}; unset it to keep the SQLite inbox"
-        )
-    return url
-
-
-def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip().lower() or choices[0]
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
 
 
 def connection_env(
@@ -247,6 +173,10 @@ class Settings:
     # The webhook inbox in PostgreSQL, shared by several receivers (a secret: it may hold a
     # password); None keeps each store's SQLite inbox under the data directory.
     inbox_url: Secret | None = field(default=None, repr=False)
+    # Object storage (s3://bucket/prefix) holding this store's lake, warehouse versions,
+    # snapshot and erasure files; None keeps them under data_dir, which then holds only
+    # caches (docs/deployment.md).
+    storage_url: str | None = None
 
     @classmethod
     def from_env(cls, extra_env: dict[str, str] | None = None) -> Settings:
@@ -271,7 +201,9 @@ class Settings:
         data_dir = Path(text(ENV_DATA_DIR) or project_root() / "data").expanduser()
         if not data_dir.is_absolute():
             data_dir = (project_root() / data_dir).resolve()
-        tolerance = _float(env, ENV_WEBHOOK_TOLERANCE, DEFAULT_WEBHOOK_TOLERANCE_SECONDS)
+        tolerance = number(env, ENV_WEBHOOK_TOLERANCE, DEFAULT_WEBHOOK_TOLERANCE_SECONDS)
+        if text(ENV_STORAGE_URL):
+            _require_for_object_storage(text(ENV_INBOX_URL), text(ENV_PII_KEY))
         return cls(
             order_api_url=text(ENV_ORDER_API_URL),
             order_api_key=secret(ENV_ORDER_API_KEY),
@@ -280,49 +212,48 @@ class Settings:
             webhook_secret=secret(ENV_WEBHOOK_SECRET),
             timezone=timezone,
             data_dir=data_dir,
-            max_requests_per_second=_float(env, ENV_MAX_RPS, DEFAULT_MAX_RPS),
-            max_connections=_count(env, ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
-            refresh_min_interval_seconds=_float(
+            max_requests_per_second=number(env, ENV_MAX_RPS, DEFAULT_MAX_RPS),
+            max_connections=count(env, ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
+            refresh_min_interval_seconds=number(
                 env,
                 ENV_REFRESH_MIN_INTERVAL,
                 DEFAULT_REFRESH_MIN_INTERVAL_SECONDS,
                 zero_ok=True,
             ),
-            orders_lookback_days=_float(
+            orders_lookback_days=number(
                 env, ENV_ORDERS_LOOKBACK_DAYS, DEFAULT_ORDERS_LOOKBACK_DAYS
             ),
             webhook_tolerance_seconds=int(tolerance),
-            catalogue_full_read_hours=_float(
+            catalogue_full_read_hours=number(
                 env,
                 ENV_CATALOGUE_FULL_READ_HOURS,
                 DEFAULT_CATALOGUE_FULL_READ_HOURS,
                 zero_ok=True,
             ),
-            reconcile_cron=_cron(env, ENV_RECONCILE_CRON, DEFAULT_RECONCILE_CRON),
-            reconcile_full_days=_float(
+            reconcile_cron=cron(env, ENV_RECONCILE_CRON, DEFAULT_RECONCILE_CRON),
+            reconcile_full_days=number(
                 env, ENV_RECONCILE_FULL_DAYS, DEFAULT_RECONCILE_FULL_DAYS, zero_ok=True
             ),
-            reconcile_warn_share=_share(
-                env, ENV_RECONCILE_WARN_SHARE, DEFAULT_RECONCILE_WARN_SHARE
-            ),
-            sync_cron=_cron(env, ENV_SYNC_CRON, DEFAULT_SYNC_CRON),
-            sync_executor=_choice(env, ENV_SYNC_EXECUTOR, SYNC_EXECUTORS),
-            maintenance_cron=_cron(env, ENV_MAINTENANCE_CRON, DEFAULT_MAINTENANCE_CRON),
-            compact_older_than_days=_float(
+            reconcile_warn_share=share(env, ENV_RECONCILE_WARN_SHARE, DEFAULT_RECONCILE_WARN_SHARE),
+            sync_cron=cron(env, ENV_SYNC_CRON, DEFAULT_SYNC_CRON),
+            sync_executor=choice(env, ENV_SYNC_EXECUTOR, SYNC_EXECUTORS),
+            maintenance_cron=cron(env, ENV_MAINTENANCE_CRON, DEFAULT_MAINTENANCE_CRON),
+            compact_older_than_days=number(
                 env, ENV_COMPACT_OLDER_THAN_DAYS, DEFAULT_COMPACT_OLDER_THAN_DAYS, zero_ok=True
             ),
-            inbox_retention_days=_float(
+            inbox_retention_days=number(
                 env, ENV_INBOX_RETENTION_DAYS, DEFAULT_INBOX_RETENTION_DAYS, zero_ok=True
             ),
-            refresh_run_retention_days=_float(
+            refresh_run_retention_days=number(
                 env,
                 ENV_REFRESH_RUN_RETENTION_DAYS,
                 DEFAULT_REFRESH_RUN_RETENTION_DAYS,
                 zero_ok=True,
             ),
-            pii=_choice(env, ENV_PII, PII_MODES),
+            pii=choice(env, ENV_PII, PII_MODES),
             pii_key=secret(ENV_PII_KEY),
-            inbox_url=_inbox_url(secret(ENV_INBOX_URL)),
+            inbox_url=postgres_url(ENV_INBOX_URL, secret(ENV_INBOX_URL)),
+            storage_url=storage_url(ENV_STORAGE_URL, text(ENV_STORAGE_URL)),
         )
 
     # Paths derived from CENTRA_DATA_DIR -------------------------------------------------
@@ -384,6 +315,21 @@ class Settings:
             raise ConfigError(_missing_message(missing))
         assert self.shop_api_url and self.shop_api_key
         return self.shop_api_url, self.shop_api_key
+
+
+def _require_for_object_storage(inbox_url: str | None, pii_key: str | None) -> None:
+    """Workers anywhere share everything a store needs: what a worker would otherwise keep
+    on its own disk must be configured to be shared."""
+    if not inbox_url:
+        raise ConfigError(
+            f"{ENV_STORAGE_URL} needs {ENV_INBOX_URL}=postgresql://...: the webhook inbox and "
+            "each store's writer lease live there, and a worker's own inbox file is not shared"
+        )
+    if not pii_key:
+        raise ConfigError(
+            f"{ENV_STORAGE_URL} needs {ENV_PII_KEY}: every worker must hash with one key, and "
+            "a key generated on one machine is not shared with the others"
+        )
 
 
 def _missing_message(missing: list[str]) -> str:

@@ -155,6 +155,7 @@ def entry_settings(
         webhook_secret=secret(entry.webhook_secret_env, "webhook_secret_env"),
         timezone=entry.timezone,
         data_dir=store_dir(base.data_dir, entry.name),
+        storage_url=base.storage_url and f"{base.storage_url}/{STORES_DIR}/{entry.name}",
     )
 
 

@@ -43,3 +43,41 @@ def test_connections_and_the_refresh_interval_have_defaults_and_can_be_set() -> 
     assert (tuned.max_connections, tuned.refresh_min_interval_seconds) == (8, 0.0)
     with pytest.raises(ConfigError, match="CENTRA_REFRESH_MIN_INTERVAL_SECONDS"):
         settings(CENTRA_REFRESH_MIN_INTERVAL_SECONDS="-5")
+
+
+SHARED = {"CENTRA_INBOX_URL": "postgresql://u:pw@db:5432/centra", "CENTRA_PII_KEY": "k" * 32}
+
+
+def test_object_storage_is_off_by_default_and_normalised_when_set() -> None:
+    assert settings().storage_url is None
+    assert settings(CENTRA_STORAGE_URL="s3://lake-bucket", **SHARED).storage_url == (
+        "s3://lake-bucket"
+    )
+    assert settings(CENTRA_STORAGE_URL="s3://lake-bucket/prod//centra/", **SHARED).storage_url == (
+        "s3://lake-bucket/prod/centra"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("gs://bucket/x", "must be an S3 URL"),
+        ("/var/lake", "no scheme"),
+        ("s3://key:secret@bucket/x", "without credentials"),
+        ("s3://bucket/x?versionId=1", "without credentials"),
+        ("s3://Bad_Bucket/x", "not an S3 bucket name"),
+        ("s3://bucket/../x", "'.' or '..'"),
+    ],
+)
+def test_a_bad_storage_url_is_refused_with_what_to_set(raw: str, says: str) -> None:
+    with pytest.raises(ConfigError, match="CENTRA_STORAGE_URL") as error:
+        settings(CENTRA_STORAGE_URL=raw, **SHARED)
+    assert says in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_object_storage_needs_the_shared_inbox_and_one_pii_key() -> None:
+    with pytest.raises(ConfigError, match="needs CENTRA_INBOX_URL"):
+        settings(CENTRA_STORAGE_URL="s3://bucket/x", CENTRA_PII_KEY="k" * 32)
+    with pytest.raises(ConfigError, match="needs CENTRA_PII_KEY"):
+        settings(CENTRA_STORAGE_URL="s3://bucket/x", CENTRA_INBOX_URL=SHARED["CENTRA_INBOX_URL"])
