@@ -4,6 +4,7 @@ that turn one environment variable into a checked value or a ConfigError naming 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending
 # with a letter or digit.
@@ -119,3 +120,14 @@ def storage_url(name: str, url: str | None) -> str | None:
     if any(p in (".", "..") for p in parts):
         raise ConfigError(f"{name}: the prefix may not contain '.' or '..'")
     return "/".join(["s3://" + bucket, *parts])
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname or ''}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))

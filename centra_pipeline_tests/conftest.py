@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,52 @@ def inbox_url(postgres: Any) -> str:
     import uuid
 
     return postgres.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """One real S3 API server (moto's) on loopback for the session (centra_pipeline/testing)."""
+    from centra_pipeline.testing.s3 import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@dataclass
+class SharedStorage:
+    """A deployment's shared parts for one test: a bucket on the S3 server and a database on
+    the PostgreSQL server, with the environment that points the pipeline at them."""
+
+    s3: Any
+    bucket: str
+    inbox_url: str
+    pii_key: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/centra"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **self.s3.env(),
+            "CENTRA_STORAGE_URL": self.url,
+            "CENTRA_INBOX_URL": self.inbox_url,
+            "CENTRA_PII_KEY": self.pii_key,
+        }
+
+    def objects(self, prefix: str = "centra/") -> dict[str, bytes]:
+        return self.s3.objects(self.bucket, prefix)
+
+
+@pytest.fixture
+def shared_storage(
+    s3: Any, inbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> SharedStorage:
+    """CENTRA_STORAGE_URL on a new bucket, CENTRA_INBOX_URL on a new database, in the
+    environment (after `data_dir`, which clears every CENTRA_ variable)."""
+    import secrets
+
+    shared = SharedStorage(s3, s3.create_bucket(), inbox_url, secrets.token_hex(16))
+    for name, value in shared.env().items():
+        monkeypatch.setenv(name, value)
+    return shared

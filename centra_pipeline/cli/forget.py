@@ -50,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    from centra_pipeline.storage.backends import lake_for, warehouse_for
     from centra_pipeline.storage.erasure import forget
-    from centra_pipeline.storage.lake import Lake
     from centra_pipeline.storage.suppression import snapshot_pii
-    from centra_pipeline.storage.warehouse import Warehouse
 
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = warehouse_for(settings)
     try:
         erasure = forget(
-            settings, warehouse, Lake(settings.lake_dir), set(args.customer), set(args.email)
+            settings, warehouse, lake_for(settings), set(args.customer), set(args.email)
         )
     except (ValueError, ConfigError) as exc:
         return fail(str(exc))

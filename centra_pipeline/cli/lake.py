@@ -37,9 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from centra_pipeline.storage.backends import lake_for, warehouse_for
     from centra_pipeline.storage.compact import compact_lake
-    from centra_pipeline.storage.lake import Lake
-    from centra_pipeline.storage.warehouse import Warehouse
     from centra_pipeline.streams import STREAMS
 
     try:
@@ -58,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{stream} {month}: compacting {sources} loads and segments", flush=True)
 
     results = compact_lake(
-        Warehouse(settings.warehouse_path),
-        Lake(settings.lake_dir),
+        warehouse_for(settings),
+        lake_for(settings),
         [STREAMS[name] for name in names],
         older_than=timedelta(days=args.older_than),
         on_month=on_month,

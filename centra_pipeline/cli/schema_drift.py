@@ -13,7 +13,7 @@ import argparse
 import json
 
 from centra_pipeline.settings import Settings
-from centra_pipeline.storage.warehouse import Warehouse
+from centra_pipeline.storage.backends import warehouse_for
 from centra_pipeline.storage.warehouse_schema import UnmappedField
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = warehouse_for(settings)
     if not settings.warehouse_path.exists():
         print(f"no warehouse at {settings.warehouse_path} yet: run `centra-pipeline sync` first")
         return EXIT_USAGE if args.acknowledge else EXIT_OK

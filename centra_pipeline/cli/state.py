@@ -20,9 +20,9 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def _state(args: argparse.Namespace, settings: Settings) -> int:
-    from centra_pipeline.storage.warehouse import Warehouse
+    from centra_pipeline.storage.backends import warehouse_for
 
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = warehouse_for(settings)
     if args.state_command == "reset":
         return _reset_stream(warehouse, args.stream)
     exists = settings.warehouse_path.exists()

@@ -18,8 +18,8 @@ from centra_pipeline.defs.keys import WAREHOUSE_WRITER_TAG, lake_key
 from centra_pipeline.defs.resources import StorageResource
 from centra_pipeline.defs.schedules import describe_cron
 from centra_pipeline.settings import ConfigError, Settings
+from centra_pipeline.storage.backends import lake_for
 from centra_pipeline.storage.compact import compact_lake
-from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.streams import STREAMS, Stream
 
@@ -77,7 +77,7 @@ def _maintain(
     older_than = _days(config.compact_older_than_days, settings.compact_older_than_days)
     results = compact_lake(
         warehouse,
-        Lake(settings.lake_dir),
+        lake_for(settings),
         streams,
         older_than=older_than,
         on_month=lambda s, m, n: context.log.info(

@@ -21,6 +21,7 @@ from centra_pipeline.centra.http import HttpConfig
 from centra_pipeline.centra.order_api import OrderApi
 from centra_pipeline.centra.shop_api import ShopApi
 from centra_pipeline.settings import ENV_DATA_DIR, Settings
+from centra_pipeline.storage.backends import lake_for, warehouse_for
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.stores import Stores, load_stores, settings_for
@@ -81,12 +82,11 @@ class StorageResource(_SettingsOnce):
     warehouse_memory_limit: str = "192MB"  # see Warehouse
 
     def lake(self) -> Lake:
-        return Lake(self.settings.lake_dir)
+        return lake_for(self.settings)
 
     def warehouse(self, settings: Settings | None = None) -> Warehouse:
         """The run's store's warehouse (or that of `settings`, another store)."""
-        path = (settings or self.settings).warehouse_path
-        return Warehouse(path, memory_limit=self.warehouse_memory_limit)
+        return warehouse_for(settings or self.settings, memory_limit=self.warehouse_memory_limit)
 
     def stores(self) -> Stores:
         """Every store (for jobs that are not one store's, such as maintenance)."""

@@ -38,7 +38,6 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -47,7 +46,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, refresh_run_config
 from centra_pipeline.defs.keys import INBOX_SEQ_TAG, ORDER_COUNT_TAG
 from centra_pipeline.settings import ENV_REFRESH_MIN_INTERVAL, Settings
-from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
+from centra_pipeline.storage.backends import warehouse_for
+from centra_pipeline.storage.warehouse import WarehouseBusy
 from centra_pipeline.stores import DEFAULT_STORE, Stores, load_stores
 from centra_pipeline.webhooks.inbox import ORDER_REFRESH_TYPES, InboxEvent
 from centra_pipeline.webhooks.inboxes import AnyInbox, InboxRef
@@ -250,7 +250,7 @@ def _tick(
     if held is not None:
         return held
     start = state.seq
-    applied = applied_through(settings.warehouse_path, inbox_id)
+    applied = applied_through(settings, inbox_id)
     if applied is not None and applied > start:
         start = applied
     events = inbox.events_after(start, limit=MAX_EVENTS_PER_TICK, types=ORDER_REFRESH_TYPES)
@@ -352,14 +352,14 @@ def _unfinished_run(instance: dg.DagsterInstance, run_key: str | None) -> dg.Dag
     return runs[0] if runs else None
 
 
-def applied_through(warehouse_path: Path, inbox_id: str) -> int | None:
+def applied_through(settings: Settings, inbox_id: str) -> int | None:
     """The seq up to which the warehouse has applied this inbox's events, if that can be read
-    without waiting: None when there is no warehouse yet or a run holds it (its writer lock),
-    and the run then requested finds out for itself."""
-    if not warehouse_path.exists():
+    without waiting: None when there is no warehouse yet or a run holds it (its writer lock
+    or lease), and the run then requested finds out for itself."""
+    if settings.storage_url is None and not settings.warehouse_path.exists():
         return None
     try:
-        return Warehouse(warehouse_path, lock_timeout=0).inbox_applied(inbox_id)
+        return warehouse_for(settings, lock_timeout=0).inbox_applied(inbox_id)
     except (WarehouseBusy, duckdb.Error, OSError):
         return None
 

@@ -19,7 +19,6 @@ running `forget` again, and a sync in between already keeps the person erased.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shutil
@@ -36,9 +35,9 @@ import pyarrow.parquet as pq
 from centra_pipeline.settings import Settings
 from centra_pipeline.storage.lake import Lake, fsync_dir
 from centra_pipeline.storage.publish import copy_database
-from centra_pipeline.storage.sql import main_table, quote_ident
+from centra_pipeline.storage.sql import main_table, parquet_scan, quote_ident
 from centra_pipeline.storage.suppression import (
-    ERASURE_LOG,
+    append_erasure_log,
     load_suppression,
     pii_key,
     save_suppression,
@@ -142,11 +141,7 @@ def forget(
         _rewrite_database(warehouse.path)
     erasure.inbox_payloads_cleared = _erase_inbox(settings, orders)
     failpoint("forget.before_log")
-    path = settings.erasure_dir / ERASURE_LOG
-    with open(path, "a") as handle:
-        handle.write(json.dumps(erasure.as_dict(), sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_erasure_log(settings, erasure.as_dict())
     return erasure
 
 
@@ -159,9 +154,9 @@ def anonymised_in(settings: Settings, manifests: list[Any]) -> set[int]:
     if not files:
         return set()
     empty = " AND ".join(f"coalesce(trim({quote_ident(c)}), '') = ''" for c in personal)
-    rows = duckdb.sql(
-        f"SELECT DISTINCT customer_id FROM read_parquet(?) WHERE {empty}", params=[files]
-    ).fetchall()
+    with duckdb.connect() as con:
+        scan = parquet_scan(con, "customer_files", files, manifests[0].filesystem)
+        rows = con.execute(f"SELECT DISTINCT customer_id FROM {scan} WHERE {empty}").fetchall()
     erased = load_suppression(settings).customer_ids
     return {int(r[0]) for r in rows} - erased
 
@@ -195,10 +190,9 @@ def _matching_mask(table: Table, data: pa.Table, suppression: Suppression, cache
     return pc.fill_null(mask, False)
 
 
-def _lake_files(lake: Lake, table: Table) -> list[Path]:
+def _lake_files(lake: Lake, table: Table) -> list[str]:
     stream = table.stream
-    files = {Path(p) for m in lake.loads(stream) for p in m.file_paths(table.name)}
-    return sorted(files)
+    return sorted({p for m in lake.loads(stream) for p in m.file_paths(table.name)})
 
 
 def _erase_lake(lake: Lake, suppression: Suppression, erasure: Erasure) -> dict[str, str]:
@@ -214,7 +208,7 @@ def _erase_lake(lake: Lake, suppression: Suppression, erasure: Erasure) -> dict[
         ]
         probe_columns = list(dict.fromkeys(wanted + personal))
         for path in _lake_files(lake, table):
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(lake.open_file(path))
             masks = []
             for i in range(parquet.metadata.num_row_groups):
                 probe = parquet.read_row_group(i, columns=probe_columns)
@@ -225,7 +219,7 @@ def _erase_lake(lake: Lake, suppression: Suppression, erasure: Erasure) -> dict[
                 masks.append(both.combine_chunks() if isinstance(both, pa.ChunkedArray) else both)
             if not any(pc.any(mask).as_py() for mask in masks):
                 continue
-            tmp = path.with_name(f".{path.name}.erasing-{os.getpid()}")
+            tmp = lake.scratch_for(path, "erasing")
             with pq.ParquetWriter(
                 tmp, parquet.schema_arrow, compression="zstd", compression_level=1
             ) as writer:
@@ -234,10 +228,7 @@ def _erase_lake(lake: Lake, suppression: Suppression, erasure: Erasure) -> dict[
                     if pc.any(mask).as_py():
                         group = _erase_rows(table, group, mask, personal, new_hashes, erasure)
                     writer.write_table(group, row_group_size=max(group.num_rows, 1))
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            fsync_dir(path.parent)
+            lake.replace_file(path, tmp)
             erasure.lake_files_rewritten += 1
     return new_hashes
 

@@ -82,14 +82,17 @@ class LoadManifest:
     # The segment directory holding the load once compacted: its files hold many loads'
     # rows, so a reader takes the rows whose `_load_id` is this load's.
     segment: str = ""
+    # Where `path` is: None for the local disk, else the object store's pyarrow filesystem
+    # (storage/lake_objects.py).
+    filesystem: Any = None
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=1, sort_keys=True)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("path")
-        data.pop("segment")
+        for local in ("path", "segment", "filesystem"):
+            data.pop(local)
         return data
 
     @classmethod
@@ -100,7 +103,7 @@ class LoadManifest:
         return manifest
 
     def file_paths(self, table: str) -> list[str]:
-        return [str(Path(self.path) / rel) for rel in self.files.get(table, [])]
+        return [f"{self.path.rstrip('/')}/{rel}" for rel in self.files.get(table, [])]
 
 
 def fsync_dir(path: Path) -> None:
@@ -218,6 +221,22 @@ class Lake:
     def writer(self, stream: Stream, load_id: str, mode: str, started_at: datetime) -> LoadWriter:
         return LoadWriter(self, stream, load_id, mode, started_at)
 
+    # --- one lake file, wherever it is (erasure rewrites files in place) -------------------
+    def open_file(self, path: str) -> Any:
+        """A lake file (a path from `LoadManifest.file_paths`) opened for pyarrow."""
+        return open(path, "rb")
+
+    def scratch_for(self, path: str, why: str) -> Path:
+        """A local file to write a new version of the lake file `path` into."""
+        return Path(path).with_name(f".{Path(path).name}.{why}-{os.getpid()}")
+
+    def replace_file(self, path: str, source: Path) -> None:
+        """Put the local file `source` in the place of the lake file `path`, atomically."""
+        with open(source, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, path)
+        fsync_dir(Path(path).parent)
+
 
 class LoadWriter:
     """Streams batches into Parquet files, buffering up to a row group per table."""
@@ -265,15 +284,19 @@ class LoadWriter:
         }
         (self.tmp_dir / MANIFEST).write_text(self.manifest.to_json())
         failpoint("lake.before_commit")
+        self.manifest.path = self._place()
+        self._closed = True
+        return self.manifest
+
+    def _place(self) -> str:
+        """Make the written load complete where readers look; returns its directory."""
         for path in self.tmp_dir.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(self.tmp_dir)
         os.rename(self.tmp_dir, self.final_dir)
         fsync_dir(self.final_dir.parent)
-        self._closed = True
-        self.manifest.path = str(self.final_dir)
-        return self.manifest
+        return str(self.final_dir)
 
     def abort(self) -> None:
         if self._closed:

@@ -21,8 +21,8 @@ from centra_pipeline.storage.lake import LoadManifest
 from centra_pipeline.storage.sql import (
     ident_list,
     main_table,
+    parquet_scan,
     quote_ident,
-    string_list,
     string_literal,
 )
 from centra_pipeline.storage.warehouse_schema import read_state
@@ -103,16 +103,20 @@ def merge_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest) -> MergeR
         for temp in ("stg", "win", "stg_child"):
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+        if manifest.filesystem is not None:
+            for table in stream.tables:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister(f"lake_{table.name}")
     return result
 
 
-def load_rows(manifest: LoadManifest, table: str) -> str | None:
+def load_rows(con: duckdb.DuckDBPyConnection, manifest: LoadManifest, table: str) -> str | None:
     """SQL for a load's rows of `table` (None: it has none): its Parquet files, or, once
     compacted, its rows of the segment's files."""
     files = manifest.file_paths(table)
     if not files:
         return None
-    scan = f"read_parquet({string_list(files)})"
+    scan = parquet_scan(con, f"lake_{table}", files, manifest.filesystem)
     if manifest.segment:
         return f"(SELECT * FROM {scan} WHERE _load_id = {string_literal(manifest.load_id)})"
     return scan
@@ -128,7 +132,7 @@ def _already_merged(con: duckdb.DuckDBPyConnection, load_id: str) -> bool:
 
 def _stage(con: duckdb.DuckDBPyConnection, manifest: LoadManifest, parent: Table) -> None:
     """`stg`: the load's parent rows, one per key (the latest fetch, then the last read)."""
-    rows = load_rows(manifest, parent.name)
+    rows = load_rows(con, manifest, parent.name)
     if rows:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stg AS
@@ -246,7 +250,7 @@ def _log_load(con: duckdb.DuckDBPyConnection, manifest: LoadManifest, result: Me
 
 def _merge_child(con, manifest: LoadManifest, child: Table, parent: Table) -> int:
     """Replace the children of every parent row that won, with the children of its record."""
-    rows = load_rows(manifest, child.name)
+    rows = load_rows(con, manifest, child.name)
     parent_cols = ident_list(list(child.parent_key))
     child_pk = ident_list(list(child.primary_key))
     link = " AND ".join(

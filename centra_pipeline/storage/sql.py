@@ -31,3 +31,16 @@ def string_list(values: list[Any]) -> str:
 def string_literal(value: Any) -> str:
     """A DuckDB string literal for a value the pipeline made (a load id, a path)."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def parquet_scan(con: Any, name: str, files: list[str], filesystem: Any = None) -> str:
+    """SQL reading these Parquet files: DuckDB's `read_parquet` for local files; for files on
+    object storage (a pyarrow `filesystem`), a pyarrow dataset registered as `name`, which
+    DuckDB scans with projection and filter pushdown (DuckDB's own S3 reader is an extension
+    that is not installed everywhere). The caller unregisters `name` when done."""
+    if filesystem is None:
+        return f"read_parquet({string_list(files)})"
+    import pyarrow.dataset as ds
+
+    con.register(name, ds.dataset(files, filesystem=filesystem, format="parquet"))
+    return quote_ident(name)

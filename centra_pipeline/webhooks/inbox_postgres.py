@@ -28,28 +28,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extras
 
 from centra_pipeline.centra.webhook import WebhookEvent
+from centra_pipeline.settings_values import redact_url
 from centra_pipeline.webhooks.inbox import InboxBase, InboxEvent
 from centra_pipeline.webhooks.inbox_postgres_schema import SCHEMA, create_schema
 from centra_pipeline.webhooks.records import Delivery, InboxCounts, StoreResult, is_documented
 
 _EVENT_COLUMNS = "seq, delivery_id, type, action, object_id, event_date, data, received_at"
-
-
-def redact_url(url: str) -> str:
-    """A URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname or ''}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _now() -> str:

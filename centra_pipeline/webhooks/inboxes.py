@@ -41,7 +41,7 @@ class InboxRef:
         """Where it is, for messages: the file, or the database without its password."""
         if self.url is None:
             return str(self.path)
-        from centra_pipeline.webhooks.inbox_postgres import redact_url
+        from centra_pipeline.settings_values import redact_url
 
         return f"{redact_url(self.url.get())} (store {self.store})"
 
