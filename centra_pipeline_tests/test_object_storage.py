@@ -17,7 +17,7 @@ import pytest
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME
 from centra_pipeline.storage.objects import ObjectStore
-from centra_pipeline_tests.conftest import TZ, WEBHOOK_SECRET, SharedStorage
+from centra_pipeline_tests.conftest import TZ, WEBHOOK_SECRET, SharedStorage, running_emulator
 from centra_pipeline_tests.test_webhook_flow import evaluate
 from centra_pipeline_tests.test_webhook_receiver import (
     body_of,
@@ -63,6 +63,13 @@ def run(job_name: str, instance: dg.DagsterInstance, **options) -> None:
         instance=instance, partition_key="default", **options
     )
     assert result.success
+
+
+@pytest.fixture
+def emu():
+    """A small store: these tests are about where the data goes, not how much of it."""
+    with running_emulator(orders=300, customers=80, products=12) as emulator:
+        yield emulator
 
 
 @pytest.mark.slow

@@ -7,10 +7,12 @@ with every load's manifest beside them. A segment reads back as the loads it hol
 (`Lake.loads`), so a table rebuilt from the lake is the same before and after.
 
 Crash safety (docs/architecture.md, "The lake over years"): the segment is written into
-`segment=<first day>_<last day>-<token>.tmp-<pid>/`, fsynced, and renamed into place. Until
-that rename the lake is as before; from it on, readers take the segment and ignore the loads
-and older segments it holds, so the lake is as after, even while those still exist. Removing
-them is the last step, and the next run finishes it if a kill came first.
+`segment=<first day>_<last day>-<token>.tmp-<pid>/`, fsynced, and renamed into place; on
+object storage (no rename) it is written in the staging directory and uploaded, its
+`_segment.json` last. Until that rename or PUT the lake is as before; from it on, readers take
+the segment and ignore the loads and older segments it holds, so the lake is as after, even
+while those still exist. Removing them is the last step, and the next run finishes it if a
+kill came first, along with any segment directory a dead compaction left without its marker.
 
 Only loads the warehouse has merged are compacted: a run that landed a load and waits to
 merge it (for the writer lock the caller holds) still finds its files where it left them.
@@ -18,7 +20,6 @@ merge it (for the writer lock the caller holds) still finds its files where it l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from centra_pipeline.storage.lake import (
+    MANIFEST,
     SEGMENT,
     SEGMENT_DIR,
     SEGMENT_LOADS,
@@ -42,7 +44,6 @@ from centra_pipeline.storage.lake import (
     LoadManifest,
     PartWriter,
     Segment,
-    fsync_dir,
 )
 from centra_pipeline.streams.model import Stream
 from centra_pipeline.streams.rows import lake_schema
@@ -98,11 +99,6 @@ def compact_lake(
 ) -> list[StreamCompaction]:
     """Compact each stream, holding the warehouse's writer lock: a compaction queues with the
     syncs and refreshes, and two compactions never run at once."""
-    if getattr(lake, "store", None) is not None:
-        raise NotImplementedError(
-            f"compacting a lake on object storage ({lake.store.url}) is not built yet; "
-            "its loads stay as they are"
-        )
     merged = {stream.name: _merged_load_ids(warehouse, stream.name) for stream in streams}
     with warehouse.locked(exclusive=True):
         return [
@@ -127,8 +123,15 @@ def _merged_load_ids(warehouse: Warehouse, stream: str) -> set[str]:
 
 def parquet_files(lake: Lake, stream: str) -> int:
     """Parquet files the stream's complete loads and segments hold."""
-    base = lake.stream_dir(stream)
-    return sum(1 for p in base.glob("*/**/*.parquet") if ".tmp-" not in str(p.parent))
+    names: dict[str, set[str]] = defaultdict(set)
+    for path in lake.files(stream):
+        directory, _, name = path.rpartition("/")
+        names[directory].add(name)
+    return sum(
+        sum(name.endswith(".parquet") for name in found)
+        for directory, found in names.items()
+        if ".tmp-" not in directory and found & {MANIFEST, SEGMENT}
+    )
 
 
 def compact_stream(
@@ -157,7 +160,7 @@ def compact_stream(
             continue
         if manifest.load_id not in merged:
             result.left_unmerged += 1
-        elif not _has_current_schema(stream, manifest):
+        elif not _has_current_schema(lake, stream, manifest):
             result.left_older_schema.append(manifest.load_id)
         else:
             months[_day_of(manifest)[:7]].append(manifest)
@@ -177,30 +180,24 @@ def compact_stream(
 
 def finish_switch(lake: Lake, stream: str) -> int:
     """Remove what live segments have taken in: superseded segments and compacted loads
-    (the last step of a compaction, or what a killed one left). Returns directories removed."""
-    base = lake.stream_dir(stream)
+    (the last step of a compaction, or what a killed one left), and segment directories
+    without their marker, which only a dead compaction leaves (the caller holds the writer
+    lock: no other compaction is running). Returns directories removed."""
     live = lake.segments(stream)
     live_names = {segment.path.name for segment in live}
     covered = {load_id for segment in live for load_id in segment.load_ids}
-    doomed = [
-        path
-        for path in base.glob("segment=*")
-        if SEGMENT_DIR.match(path.name)
-        and path.name not in live_names
-        and (path / SEGMENT).exists()
-    ]
-    doomed += [
-        path
-        for path in base.glob("day=*/load=*")
-        if ".tmp-" not in path.name and path.name.removeprefix("load=") in covered
-    ]
+    doomed = []
+    for name in lake.subdirs(stream):
+        if SEGMENT_DIR.match(name) and name not in live_names:
+            doomed.append(lake.path_of(stream, name))
+        elif name.startswith("day="):
+            doomed += [
+                lake.path_of(stream, name, load)
+                for load in lake.subdirs(stream, name)
+                if ".tmp-" not in load and load.removeprefix("load=") in covered
+            ]
     for path in doomed:
-        shutil.rmtree(path)
-    for day_dir in base.glob("day=*"):
-        with contextlib.suppress(OSError):  # only if empty; a load landing there keeps it
-            day_dir.rmdir()
-    if doomed:
-        fsync_dir(base)
+        lake.remove_dir(path)
     return len(doomed)
 
 
@@ -208,25 +205,24 @@ def _day_of(manifest: LoadManifest) -> str:
     return Path(manifest.path).parent.name.removeprefix("day=")
 
 
-def _has_current_schema(stream: Stream, manifest: LoadManifest) -> bool:
+def _has_current_schema(lake: Lake, stream: Stream, manifest: LoadManifest) -> bool:
     for table in stream.tables:
         expected = lake_schema(table)
         for path in manifest.file_paths(table.name):
-            if not pq.read_schema(path).equals(expected, check_metadata=False):
-                return False
+            with lake.open_file(path) as handle:
+                if not pq.read_schema(handle).equals(expected, check_metadata=False):
+                    return False
     return True
 
 
-def _source_files(source: Segment | LoadManifest, table: str) -> list[Path]:
+def _source_files(source: Segment | LoadManifest, table: str) -> list[str]:
     if isinstance(source, Segment):
-        return [source.path / rel for rel in source.files.get(table, [])]
-    return [Path(p) for p in source.file_paths(table)]
+        return [str(source.path / rel) for rel in source.files.get(table, [])]
+    return source.file_paths(table)
 
 
 def _source_entries(source: Segment | LoadManifest) -> list[dict[str, Any]]:
-    if isinstance(source, Segment):
-        return json.loads((source.path / SEGMENT_LOADS).read_text())
-    return [source.as_dict()]
+    return source.entries() if isinstance(source, Segment) else [source.as_dict()]
 
 
 def _source_days(source: Segment | LoadManifest) -> tuple[str, str]:
@@ -251,10 +247,10 @@ def _write_segment(
     )
     days = [day for source in sources for day in _source_days(source)]
     first, last = min(days), max(days)
-    base = lake.stream_dir(stream.name)
+    base = lake.stream_dir(stream.name)  # on object storage, its staging directory
     name = f"segment={first}_{last}-{secrets.token_hex(3)}"
     tmp = base / f"{name}.tmp-{os.getpid()}"
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     try:
         entries = sorted(
             (entry for source in sources for entry in _source_entries(source)),
@@ -267,8 +263,9 @@ def _write_segment(
             )
             for source in sources:
                 for path in _source_files(source, table.name):
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS):
-                        part.add(batch)
+                    with lake.open_file(path) as handle:
+                        for batch in pq.ParquetFile(handle).iter_batches(READ_BATCH_ROWS):
+                            part.add(batch)
             files[table.name], rows[table.name] = part.close()
             expected = sum(entry["rows"].get(table.name, 0) for entry in entries)
             if rows[table.name] != expected:
@@ -293,16 +290,10 @@ def _write_segment(
             "rows": rows,
         }
         (tmp / SEGMENT).write_text(json.dumps(info, indent=1, sort_keys=True))
-        for path in tmp.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        fsync_dir(tmp)
-        failpoint("compact.before_switch")
+        lake.place(tmp, base / name, SEGMENT, "compact.before_switch")  # the switch
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.rename(tmp, base / name)
-    fsync_dir(base)
     log.info("%s %s: %s loads compacted into %s", stream.name, month, len(entries), name)
     failpoint("compact.after_switch")
     return name, len(entries)

@@ -25,7 +25,7 @@ import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pyarrow as pa
@@ -96,14 +96,21 @@ class LoadManifest:
         return data
 
     @classmethod
-    def read(cls, directory: Path) -> LoadManifest:
-        data = json.loads((directory / MANIFEST).read_text())
-        manifest = cls(**data)
-        manifest.path = str(directory)
+    def read(cls, directory: PurePath, filesystem: Any = None) -> LoadManifest:
+        manifest = cls(**json.loads(read_text(directory / MANIFEST, filesystem)))
+        manifest.path, manifest.filesystem = str(directory), filesystem
         return manifest
 
     def file_paths(self, table: str) -> list[str]:
         return [f"{self.path.rstrip('/')}/{rel}" for rel in self.files.get(table, [])]
+
+
+def read_text(path: PurePath, filesystem: Any = None) -> str:
+    """A small lake file on the local disk, or through a pyarrow `filesystem`."""
+    if filesystem is None:
+        return Path(path).read_text()
+    with filesystem.open_input_stream(str(path)) as stream:
+        return stream.read().decode()
 
 
 def fsync_dir(path: Path) -> None:
@@ -127,14 +134,16 @@ def pid_alive(pid: int) -> bool:
 @dataclass
 class Segment:
     """Loads compacted into one directory (storage/compact.py): a few large files per table,
-    rows ordered by load, and every load's manifest, so each load reads back as it was."""
+    rows ordered by load, and every load's manifest, so each load reads back as it was
+    (on object storage, `path` is its store path, read through `filesystem`)."""
 
-    path: Path
+    path: PurePath
     info: dict[str, Any]
+    filesystem: Any = None
 
     @classmethod
-    def read(cls, path: Path) -> Segment:
-        return cls(path, json.loads((path / SEGMENT).read_text()))
+    def read(cls, path: PurePath, filesystem: Any = None) -> Segment:
+        return cls(path, json.loads(read_text(path / SEGMENT, filesystem)), filesystem)
 
     @property
     def load_ids(self) -> list[str]:
@@ -148,15 +157,19 @@ class Segment:
     def files(self) -> dict[str, list[str]]:
         return self.info["files"]
 
+    def entries(self) -> list[dict[str, Any]]:  # the manifests of its loads, as written
+        return json.loads(read_text(self.path / SEGMENT_LOADS, self.filesystem))
+
     def manifests(self) -> list[LoadManifest]:
         out = []
-        for entry in json.loads((self.path / SEGMENT_LOADS).read_text()):
+        for entry in self.entries():
             manifest = LoadManifest(**entry)
             manifest.files = {
                 table: list(self.files.get(table, [])) if manifest.rows.get(table) else []
                 for table in manifest.files
             }
             manifest.path, manifest.segment = str(self.path), self.path.name
+            manifest.filesystem = self.filesystem
             out.append(manifest)
         return out
 
@@ -171,37 +184,32 @@ class Lake:
     def loads(
         self, stream: str, since_day: str | None = None, skip: set[str] | frozenset = frozenset()
     ) -> list[LoadManifest]:
-        """Complete loads of a stream, oldest first (load ids sort by time), whether loose or
-        compacted into a segment; with `since_day` ("YYYY-MM-DD"), only the days from that
-        day on are read. Loads whose id is in `skip` are left out without reading their
-        manifests."""
-        base = self.stream_dir(stream)
-        if not base.exists():
-            return []
+        """Complete loads of a stream, oldest first (load ids sort by time), loose or compacted
+        into a segment; with `since_day` ("YYYY-MM-DD"), only the days from that day on are read.
+        Loads whose id is in `skip` are left out without reading their manifests."""
         segments = self.segments(stream, since_day)
         covered = {load_id for segment in segments for load_id in segment.load_ids}
         found = [m for segment in segments for m in segment.manifests() if m.load_id not in skip]
-        for day_dir in sorted(base.glob("day=*")):
-            if since_day and day_dir.name.removeprefix("day=") < since_day:
+        for day in self.subdirs(stream):
+            if not day.startswith("day=") or (since_day and day.removeprefix("day=") < since_day):
                 continue
-            for manifest_path in day_dir.glob(f"load=*/{MANIFEST}"):
-                name = manifest_path.parent.name
+            for name in self.manifest_dirs(stream, day):
                 load_id = name.removeprefix("load=")
                 if ".tmp-" in name or load_id in skip or load_id in covered:
                     continue
-                found.append(LoadManifest.read(manifest_path.parent))
+                found.append(LoadManifest.read(self.path_of(stream, day, name), self.filesystem))
         return sorted(found, key=lambda m: m.load_id)
 
     def segments(self, stream: str, since_day: str | None = None) -> list[Segment]:
         """The stream's live segments (complete, not superseded by a newer one); with
         `since_day`, only those holding loads of that day or later."""
         complete = []
-        for path in sorted(self.stream_dir(stream).glob("segment=*")):
-            match = SEGMENT_DIR.match(path.name)
+        for name in self.subdirs(stream):
+            match = SEGMENT_DIR.match(name)
             if match is None or (since_day and match["last"] < since_day):
                 continue
-            if (path / SEGMENT).exists():
-                complete.append(Segment.read(path))
+            with contextlib.suppress(FileNotFoundError):  # no marker: not a segment (yet)
+                complete.append(Segment.read(self.path_of(stream, name), self.filesystem))
         superseded = {name for segment in complete for name in segment.replaces}
         return [segment for segment in complete if segment.path.name not in superseded]
 
@@ -221,7 +229,42 @@ class Lake:
     def writer(self, stream: Stream, load_id: str, mode: str, started_at: datetime) -> LoadWriter:
         return LoadWriter(self, stream, load_id, mode, started_at)
 
-    # --- one lake file, wherever it is (erasure rewrites files in place) -------------------
+    # --- directories and files, here or on object storage (ObjectLake); erasure rewrites files
+    @property
+    def filesystem(self) -> Any:
+        return None  # the pyarrow filesystem of the paths below; None: the local disk
+
+    def path_of(self, *parts: str) -> PurePath:
+        return self.root.joinpath(*parts)  # stream, day or segment, load, file
+
+    def subdirs(self, *parts: str) -> list[str]:  # the names of the directories in `parts`
+        path = Path(self.path_of(*parts))
+        return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+    def manifest_dirs(self, stream: str, day: str) -> list[str]:  # the day's complete loads
+        return [p.parent.name for p in Path(self.path_of(stream, day)).glob(f"load=*/{MANIFEST}")]
+
+    def files(self, stream: str) -> list[str]:  # every file of the stream, complete or not
+        return [p.as_posix() for p in self.stream_dir(stream).rglob("*") if p.is_file()]
+
+    def remove_dir(self, path: PurePath) -> None:  # a load's or a segment's, and its empty day
+        shutil.rmtree(path)
+        if path.parent.name.startswith("day="):
+            with contextlib.suppress(OSError):  # only if empty; a load landing there keeps it
+                Path(path.parent).rmdir()
+
+    def place(self, tmp: Path, final: Path, marker: str, point: str | None = None) -> str:
+        """Make `tmp` (its `marker` written) complete as `final`: fsync, failpoint, rename."""
+        for path in tmp.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+        if point:
+            failpoint(point)
+        os.rename(tmp, final)
+        fsync_dir(final.parent)
+        return str(final)
+
     def open_file(self, path: str) -> Any:
         """A lake file (a path from `LoadManifest.file_paths`) opened for pyarrow."""
         return open(path, "rb")
@@ -284,19 +327,10 @@ class LoadWriter:
         }
         (self.tmp_dir / MANIFEST).write_text(self.manifest.to_json())
         failpoint("lake.before_commit")
-        self.manifest.path = self._place()
+        self.manifest.path = self.lake.place(self.tmp_dir, self.final_dir, MANIFEST)
+        self.manifest.filesystem = self.lake.filesystem
         self._closed = True
         return self.manifest
-
-    def _place(self) -> str:
-        """Make the written load complete where readers look; returns its directory."""
-        for path in self.tmp_dir.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        fsync_dir(self.tmp_dir)
-        os.rename(self.tmp_dir, self.final_dir)
-        fsync_dir(self.final_dir.parent)
-        return str(self.final_dir)
 
     def abort(self) -> None:
         if self._closed:

@@ -91,6 +91,13 @@ class ObjectStore:
             (i for i in infos if i.type == pafs.FileType.File), key=lambda info: info.path
         )
 
+    def directories(self, prefix: str = "") -> list[str]:
+        """The names of the "directories" (common prefixes) right under `prefix`, sorted."""
+        selector = pafs.FileSelector(self.path(prefix), allow_not_found=True)
+        with self._errors(f"list {self.uri(prefix)}"):
+            infos = self.fs.get_file_info(selector)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
     def exists(self, key: str) -> bool:
         with self._errors(f"look up {self.uri(key)}"):
             return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
@@ -165,6 +172,12 @@ class ObjectStore:
     def delete_prefix(self, prefix: str) -> None:
         for info in self.list(prefix):
             self.delete(self.relative(info.path))
+
+    def delete_dir(self, prefix: str) -> None:
+        """Every object under `prefix` and its directory marker, in batched requests (pyarrow
+        then leaves an empty marker object for the parent directory)."""
+        with self._errors(f"delete {self.uri(prefix)}"), suppress(FileNotFoundError):
+            self.fs.delete_dir(self.path(prefix))
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

@@ -31,6 +31,7 @@ from typing import Any
 from centra_pipeline.storage.lease import Lease, LeaseBusy, Version
 from centra_pipeline.storage.objects import ObjectStore
 from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
+from centra_pipeline.testing.failpoints import failpoint
 
 SNAPSHOT_KEY = "centra.duckdb"
 
@@ -106,6 +107,7 @@ class SharedWarehouse(Warehouse):
         name = f"v{number:010d}-{secrets.token_hex(4)}.duckdb"
         size = self.path.stat().st_size
         self.versions.upload(self.path, name)
+        failpoint("warehouse.before_handover")
         try:
             lease.advance(previous, name, size)
         except BaseException:

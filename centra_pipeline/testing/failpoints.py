@@ -21,6 +21,7 @@ POINTS = (
     "lake.before_commit",  # every Parquet file written, manifest not yet moved into place
     "warehouse.before_commit",  # merge statements done, transaction not committed
     "warehouse.before_publish",  # merged and committed, snapshot not yet swapped
+    "warehouse.before_handover",  # a new version uploaded, the pointer not yet moved to it
     "compact.before_switch",  # a segment written and fsynced, not yet renamed into place
     "compact.after_switch",  # the segment in place, the loads it took in not yet removed
     "forget.after_lake",  # lake files erased, the warehouse not yet
