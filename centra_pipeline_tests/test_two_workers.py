@@ -24,6 +24,7 @@ from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.storage.lease import Lease
 from centra_pipeline_tests.conftest import WEBHOOK_SECRET, SharedStorage, running_emulator
+from centra_pipeline_tests.test_dagster import stored_text
 from centra_pipeline_tests.test_dagster_postgres import DEPLOY_YAML, sqlalchemy_url
 from centra_pipeline_tests.test_object_storage import CACHES, assert_snapshot_equals_api
 from centra_pipeline_tests.test_webhook_flow import evaluate
@@ -180,6 +181,53 @@ def test_two_workers_alternate_syncs_and_refreshes_and_end_at_the_api(
     for worker in (a, b):
         files = worker.local_files()
         assert all(f.startswith(CACHES) for f in files), (worker.name, files)
+    assert_nothing_secret_in_s3_or_postgres(shared_storage, postgres, a, emu, tmp_path)
+
+
+def assert_nothing_secret_in_s3_or_postgres(shared, postgres, worker, emu, tmp_path) -> None:
+    """The local secret test's scan, on every object in the bucket (Parquet and DuckDB
+    decoded) and on a plain dump of every database on the server (inbox, lease, Dagster)."""
+    password = shared.inbox_url.split(":")[2].split("@")[0]
+    secrets = {
+        "order API key": emu.order_api_key,
+        "shop API key": emu.shop_api_key,
+        "webhook secret": WEBHOOK_SECRET,
+        "PII key": shared.pii_key,
+        "AWS secret key": shared.s3.secret_key,
+        "PostgreSQL password": password,
+    }
+    scanned = tmp_path / "scanned"
+    scanned.mkdir()
+    objects = {k: v for k, v in shared.s3.objects(shared.bucket).items() if not k.endswith("/")}
+    assert any(k.endswith(".parquet") for k in objects) and any(
+        k.endswith(".duckdb") for k in objects
+    )
+    for n, (key, body) in enumerate(objects.items()):
+        local = scanned / f"{n}{Path(key).suffix}"
+        local.write_bytes(body)
+        text = stored_text(local)
+        for what, value in secrets.items():
+            assert value.encode() not in text, (what, key)
+    dumps = b""
+    for database in list_databases(postgres):
+        done = subprocess.run(
+            [str(postgres.bin / "pg_dump"), "--no-owner", postgres.url(database)],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        dumps += done.stdout
+    assert b"centra_inbox" in dumps and b"warehouse_versions" in dumps and b"event_logs" in dumps
+    for what, value in secrets.items():
+        assert value.encode() not in dumps, what
+
+
+def list_databases(postgres) -> list[str]:
+    import psycopg2
+
+    with psycopg2.connect(postgres.url()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+        return [name for (name,) in cur.fetchall()]
 
 
 def test_a_worker_killed_holding_the_lease_is_taken_over_and_leaves_nothing_corrupt(
