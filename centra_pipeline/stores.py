@@ -74,6 +74,7 @@ class Stores:
     settings: dict[str, Settings]
     from_file: Path | None = None
     data_dir: Path | None = None  # CENTRA_DATA_DIR (each store's own is under stores/)
+    storage_url: str | None = None  # CENTRA_STORAGE_URL (each store's own is under stores/)
 
     @property
     def all_stores_path(self) -> Path:
@@ -118,7 +119,7 @@ def load_stores(extra_env: dict[str, str] | None = None, *, secrets: bool = True
     base = Settings.from_env(extra_env)
     raw_path = env.get(ENV_STORES_FILE, "").strip()
     if not raw_path:
-        return Stores({DEFAULT_STORE: base}, data_dir=base.data_dir)
+        return Stores({DEFAULT_STORE: base}, data_dir=base.data_dir, storage_url=base.storage_url)
     path = Path(raw_path).expanduser()
     if not path.is_absolute():
         path = (project_root() / path).resolve()
@@ -126,7 +127,7 @@ def load_stores(extra_env: dict[str, str] | None = None, *, secrets: bool = True
     settings = {
         entry.name: entry_settings(base, entry, env, path, secrets=secrets) for entry in entries
     }
-    return Stores(settings, from_file=path, data_dir=base.data_dir)
+    return Stores(settings, from_file=path, data_dir=base.data_dir, storage_url=base.storage_url)
 
 
 def entry_settings(

@@ -7,6 +7,7 @@ server and PostgreSQL on loopback, the emulator, the receiver and Dagster's exec
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from centra_pipeline.cli.main import main
 from centra_pipeline.definitions import defs
 from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME
 from centra_pipeline.storage.objects import ObjectStore
@@ -74,7 +76,12 @@ def emu():
 
 @pytest.mark.slow
 def test_a_store_on_object_storage_syncs_refreshes_and_keeps_only_caches_locally(
-    centra_env, shared_storage: SharedStorage, postgres, data_dir: Path, tmp_path: Path
+    centra_env,
+    shared_storage: SharedStorage,
+    postgres,
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     emu = centra_env
     with postgres_instance(postgres) as instance:
@@ -128,9 +135,15 @@ def test_a_store_on_object_storage_syncs_refreshes_and_keeps_only_caches_locally
         versions = [k for k in keys if k.startswith("centra/warehouse/")]
         assert len(versions) == 1 and versions[0].startswith("centra/warehouse/v")  # one kept
         for path in sorted(data_dir.iterdir()):
-            import shutil
-
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+        # An analyst's query on a worker without the snapshot reads the published one.
+        con = published(shared_storage, tmp_path)
+        (orders,) = con.execute("SELECT count(*) FROM orders").fetchone()
+        con.close()
+        capsys.readouterr()
+        assert main(["query", "SELECT count(*) AS n FROM orders"]) == 0
+        assert str(orders) in capsys.readouterr().out
+        assert (data_dir / "centra.duckdb").exists()
         emu.tick(new_orders=10, updated_customers=3, advance_seconds=3600)
         run(SYNC_JOB_NAME, instance)
         assert_snapshot_equals_api(shared_storage, tmp_path, emu)

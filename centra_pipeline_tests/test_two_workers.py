@@ -74,17 +74,19 @@ class Worker:
         """Start a sync, SIGKILL it once it reaches `point`; returns when it died."""
         marker = self.root / f"failpoint-{uuid.uuid4().hex[:6]}"
         env = {**self.env, "CENTRA_FAILPOINT": point, "CENTRA_FAILPOINT_FILE": str(marker)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "centra_pipeline.cli", "sync"],
-            env=env,
-            cwd=self.root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        log = marker.with_suffix(".log")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "centra_pipeline.cli", "sync"],
+                env=env,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 120
         while not marker.exists():
-            assert proc.poll() is None, f"sync ended before {point}: {proc.stderr.read()}"
+            assert proc.poll() is None, f"sync ended before {point}: {log.read_text()}"
             assert time.monotonic() < deadline, f"sync never reached {point}"
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)

@@ -129,10 +129,12 @@ def cmd_query(args: argparse.Namespace) -> int:
         stores = load_stores(secrets=False)  # a query reads local files only
     except ConfigError as exc:
         return fail(str(exc))
+    from centra_pipeline.storage.backends import fetch_snapshot
+
     if stores.multi and not args.store:  # every store: the union, with a `store` column
         return _query(args, stores.all_stores_path)
     return each_store(
-        args, lambda settings: _query(args, settings.snapshot_path), fail=fail, secrets=False
+        args, lambda settings: _query(args, fetch_snapshot(settings)), fail=fail, secrets=False
     )
 
 

@@ -46,10 +46,12 @@ def all_stores_snapshot(
     context: dg.AssetExecutionContext, storage: StorageResource
 ) -> dg.MaterializeResult:
     from centra_pipeline.storage.all_stores import publish_all_stores
+    from centra_pipeline.storage.backends import fetch_snapshot, publish_union
 
     stores = storage.stores()
-    snapshots = {name: s.snapshot_path for name, s in stores.settings.items()}
+    snapshots = {name: fetch_snapshot(s) for name, s in stores.settings.items()}
     info = publish_all_stores(snapshots, stores.all_stores_path)
+    url = publish_union(stores.storage_url, stores.all_stores_path)
     missing = info.get("missing") or {}
     if missing:
         context.log.warning(
@@ -60,6 +62,7 @@ def all_stores_snapshot(
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(info["path"])),
+            **({"url": dg.MetadataValue.url(url)} if url else {}),
             "bytes": info["bytes"],
             "seconds": info["seconds"],
             "stores": info["stores"],

@@ -5,6 +5,7 @@ them here, so a worker's disk is never assumed by accident."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from centra_pipeline.settings import Settings
@@ -44,3 +45,42 @@ def warehouse_for(settings: Settings, **options: Any) -> Warehouse:
         store=settings.store,
         **options,
     )
+
+
+def fetch_snapshot(settings: Settings) -> Path:
+    """The store's analyst snapshot on this machine. With object storage the published
+    object is the snapshot, and the local file a copy of it: downloaded (and swapped in, as
+    a publish does) when the object is newer than the copy. A store never published leaves
+    the path as it is, for the caller's own message."""
+    objects = object_store(settings)
+    if objects is None:
+        return settings.snapshot_path
+    from centra_pipeline.storage.objects import SNAPSHOT_OBJECT
+
+    return _fetch(objects, SNAPSHOT_OBJECT, settings.snapshot_path)
+
+
+def _fetch(objects: Any, key: str, target: Path) -> Path:
+    import pyarrow.fs as pafs
+
+    info = objects.info(key)
+    if info.type != pafs.FileType.File:
+        return target
+    stamp = f"{info.size}:{info.mtime_ns}"
+    seen = target.with_name(f".{target.name}.fetched")
+    if target.exists() and seen.exists() and seen.read_text() == stamp:
+        return target
+    objects.download(key, target)
+    seen.write_text(stamp)
+    return target
+
+
+def publish_union(storage_url: str | None, path: Path) -> str | None:
+    """Put the all-stores union on object storage, beside the stores; its URL."""
+    if storage_url is None:
+        return None
+    from centra_pipeline.storage.objects import ALL_STORES_OBJECT, ObjectStore
+
+    objects = ObjectStore.for_url(storage_url)
+    objects.upload(path, ALL_STORES_OBJECT)
+    return objects.uri(ALL_STORES_OBJECT)

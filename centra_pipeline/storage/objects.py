@@ -21,6 +21,8 @@ from typing import IO, Any
 import pyarrow.fs as pafs
 
 ENV_ENDPOINT = "AWS_ENDPOINT_URL"
+SNAPSHOT_OBJECT = "centra.duckdb"  # a store's analyst snapshot, under the store's prefix
+ALL_STORES_OBJECT = "all_stores.duckdb"  # the union, under the deployment's prefix
 REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 COPY_CHUNK = 8 * 1024 * 1024
 

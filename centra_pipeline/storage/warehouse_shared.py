@@ -29,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from centra_pipeline.storage.lease import Lease, LeaseBusy, Version
-from centra_pipeline.storage.objects import ObjectStore
+from centra_pipeline.storage.objects import SNAPSHOT_OBJECT, ObjectStore
 from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
 from centra_pipeline.testing.failpoints import failpoint
-
-SNAPSHOT_KEY = "centra.duckdb"
 
 
 class SharedWarehouse(Warehouse):
@@ -127,8 +125,8 @@ class SharedWarehouse(Warehouse):
         """Publish the local snapshot as before, then put it on object storage in one PUT,
         where analysts and all_stores read it."""
         info = super().publish(snapshot_path, pii, key)
-        self.objects.upload(Path(snapshot_path), SNAPSHOT_KEY)
-        info["url"] = self.objects.uri(SNAPSHOT_KEY)
+        self.objects.upload(Path(snapshot_path), SNAPSHOT_OBJECT)
+        info["url"] = self.objects.uri(SNAPSHOT_OBJECT)
         return info
 
 

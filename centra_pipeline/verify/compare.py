@@ -99,7 +99,9 @@ def verify(
 
 
 def _snapshot_file(settings: Settings) -> Path:
-    path = settings.snapshot_path
+    from centra_pipeline.storage.backends import fetch_snapshot
+
+    path = fetch_snapshot(settings)
     if not path.is_file():
         raise VerifyError(
             f"no analyst snapshot at {path} yet: run `centra-pipeline sync` (or "
