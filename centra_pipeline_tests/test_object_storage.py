@@ -17,10 +17,11 @@ import pytest
 
 from centra_pipeline.cli.main import main
 from centra_pipeline.definitions import defs
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME
+from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 from centra_pipeline.storage.objects import ObjectStore
 from centra_pipeline_tests.conftest import TZ, WEBHOOK_SECRET, SharedStorage, running_emulator
-from centra_pipeline_tests.test_webhook_flow import evaluate
+from centra_pipeline_tests.test_dagster_postgres import sqlalchemy_url
+from centra_pipeline_tests.test_webhook_flow import run_sensor_refreshes
 from centra_pipeline_tests.test_webhook_receiver import (
     body_of,
     post,
@@ -35,9 +36,7 @@ CACHES = ("warehouse/", "centra.duckdb", "staging/")
 
 
 def postgres_instance(postgres) -> dg.DagsterInstance:
-    url = postgres.create_database(f"dagster_{uuid.uuid4().hex[:10]}")
-    # SQLAlchemy 2.1 picks psycopg 3 for postgresql://; Dagster's storage is on psycopg2.
-    url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = sqlalchemy_url(postgres.create_database(f"dagster_{uuid.uuid4().hex[:10]}"))
     return dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}})
 
 
@@ -111,19 +110,7 @@ def test_a_store_on_object_storage_syncs_refreshes_and_keeps_only_caches_locally
                 url + "/webhooks/centra", data=body, headers=signed_headers(body, WEBHOOK_SECRET)
             )
             assert answer.status_code == 200
-        result = evaluate(instance)
-        assert result.run_requests, result.skip_message
-        for request in result.run_requests:
-            assert (
-                defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
-                .execute_in_process(
-                    run_config=request.run_config,
-                    instance=instance,
-                    tags=request.tags,
-                    partition_key=request.partition_key,
-                )
-                .success
-            )
+        run_sensor_refreshes(instance)
         assert_snapshot_equals_api(shared_storage, tmp_path, emu, ["orders"])
 
         # The worker's disk held only caches: lose them all, and the next sync is exact.

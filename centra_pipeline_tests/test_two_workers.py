@@ -20,14 +20,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from centra_pipeline.definitions import defs
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 from centra_pipeline.storage.lease import Lease
 from centra_pipeline_tests.conftest import WEBHOOK_SECRET, SharedStorage, running_emulator
 from centra_pipeline_tests.test_dagster import stored_text
 from centra_pipeline_tests.test_dagster_postgres import DEPLOY_YAML, sqlalchemy_url
 from centra_pipeline_tests.test_object_storage import CACHES, assert_snapshot_equals_api
-from centra_pipeline_tests.test_webhook_flow import evaluate
+from centra_pipeline_tests.test_webhook_flow import run_sensor_refreshes
 from centra_pipeline_tests.test_webhook_receiver import (
     body_of,
     post,
@@ -137,19 +135,7 @@ def refresh_on(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CENTRA_DATA_DIR", "DAGSTER_HOME", "DAGSTER_PG_URL"):
         monkeypatch.setenv(name, worker.env[name])
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: the worker's home
-        result = evaluate(instance)
-        assert result.run_requests, result.skip_message
-        for request in result.run_requests:
-            assert (
-                defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
-                .execute_in_process(
-                    run_config=request.run_config,
-                    instance=instance,
-                    tags=request.tags,
-                    partition_key=request.partition_key,
-                )
-                .success
-            )
+        run_sensor_refreshes(instance)
 
 
 def version_objects(shared: SharedStorage) -> list[str]:

@@ -80,6 +80,22 @@ def evaluate(instance: dg.DagsterInstance, cursor: str | None = None):
     return SENSOR.evaluate_tick(context)
 
 
+def run_sensor_refreshes(instance: dg.DagsterInstance) -> None:
+    """One sensor tick, and every refresh run it asks for, executed here (each must succeed)."""
+    from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
+
+    result = evaluate(instance)
+    assert result.run_requests, result.skip_message
+    refresh = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
+    for request in result.run_requests:
+        assert refresh.execute_in_process(
+            run_config=request.run_config,
+            instance=instance,
+            tags=request.tags,
+            partition_key=request.partition_key,
+        ).success
+
+
 @pytest.fixture
 def inbox_path(data_dir: Path) -> Path:
     return data_dir / "webhooks" / "inbox.sqlite3"

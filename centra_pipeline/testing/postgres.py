@@ -32,7 +32,8 @@ def server_bin() -> Path:
     return Path(candidates[-1]).parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (for the servers tests start)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -42,7 +43,7 @@ class PostgresServer:
     def __init__(self) -> None:
         self.bin = server_bin()
         self.password = secrets.token_hex(12)
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="centra-pg-"))
         self.data = self.root / "data"
         self._as_postgres = os.geteuid() == 0

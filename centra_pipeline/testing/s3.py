@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from centra_pipeline.testing.postgres import free_port
 
 
 class S3Server:
@@ -28,7 +23,7 @@ class S3Server:
         if not Path(found).exists():
             raise RuntimeError("moto's S3 server is not installed: `uv sync` installs moto[server]")
         self.command = found
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key = "AKIA" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_hex(20)
