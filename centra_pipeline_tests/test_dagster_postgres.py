@@ -445,7 +445,12 @@ def test_the_daemon_keeps_runs_schedule_state_sensor_cursors_and_the_queue_in_po
             daemon.start(env)
 
             def ticks_after_restart() -> list[Any] | None:
-                after = [t for t in pg.ticks(SENSOR) if t.timestamp > restarted]
+                # Finished ticks only: the one being evaluated is a row already, still STARTED.
+                after = [
+                    t
+                    for t in pg.ticks(SENSOR)
+                    if t.timestamp > restarted and t.status != TickStatus.STARTED
+                ]
                 return after if len(after) >= 2 else None
 
             after = wait_for("two sensor ticks after the restart", ticks_after_restart, 90, daemon)
