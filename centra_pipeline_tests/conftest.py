@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -37,6 +38,13 @@ NOW = "2026-01-15 12:00:00"
 ORDER_KEY = "order-key-8f3a1c"
 SHOP_KEY = "shop-key-29bd77"
 WEBHOOK_SECRET = "webhook-secret-5e0c42"
+
+# Tests stop servers with Ctrl-C (SIGINT). A shell's background job starts with SIGINT
+# ignored, and an ignored signal is inherited across exec: a child Python then never sees
+# KeyboardInterrupt. The suite's children get SIGINT's default, however pytest was started.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 FAST_HTTP = HttpConfig(
     max_requests_per_second=1000, backoff_base=0.01, backoff_max=0.05, max_retry_seconds=10
 )
