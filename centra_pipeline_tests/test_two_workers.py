@@ -142,6 +142,17 @@ def version_objects(shared: SharedStorage) -> list[str]:
     return [k for k in shared.objects("centra/warehouse/") if not k.endswith("/")]
 
 
+def pointer(shared: SharedStorage) -> int:
+    """The number of the store's current warehouse version (0: none yet)."""
+    lease = Lease(shared.inbox_url, "default")
+    lease.acquire(exclusive=False, timeout=TAKEOVER_SECONDS)
+    try:
+        current = lease.current()
+    finally:
+        lease.release()
+    return current.version if current else 0
+
+
 def test_two_workers_alternate_syncs_and_refreshes_and_end_at_the_api(
     centra_env, shared_storage, postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,7 +166,11 @@ def test_two_workers_alternate_syncs_and_refreshes_and_end_at_the_api(
     ) as (_, receiver):
         a.sync()
         emu.tick(new_orders=15, new_returns=2, updated_customers=3, advance_seconds=3600)
+        before = pointer(shared_storage)
         b.sync()
+        # A sync hands the warehouse over once for its streams' step and at most once for
+        # the snapshot's, not once per stream merged.
+        assert 1 <= pointer(shared_storage) - before <= 2
         send_webhooks(receiver, emu, 5)
         refresh_on(a, monkeypatch)
         emu.tick(new_orders=10, updated_products=2, advance_seconds=3600)
@@ -219,7 +234,7 @@ def list_databases(postgres) -> list[str]:
 
 
 def test_a_worker_killed_holding_the_lease_is_taken_over_and_leaves_nothing_corrupt(
-    centra_env, shared_storage, postgres, tmp_path: Path
+    centra_env, shared_storage, postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = centra_env
     a, b = workers(shared_storage, postgres, tmp_path)
@@ -244,6 +259,19 @@ def test_a_worker_killed_holding_the_lease_is_taken_over_and_leaves_nothing_corr
     emu.tick(new_orders=8, advance_seconds=3600)
     b.killed_at("warehouse.before_handover")
     assert len(version_objects(shared_storage)) == 2
+    # Its step merged every stream, but reports them only once handed over: the UI shows
+    # no materialization and no check of the killed run.
+    for name in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
+        monkeypatch.setenv(name, b.env[name])
+    with dg.DagsterInstance.get() as instance:
+        (killed, *_) = instance.get_runs(dg.RunsFilter(job_name="centra_sync"), limit=1)
+        reported = [
+            entry.dagster_event.event_type_value
+            for entry in instance.all_logs(killed.run_id)
+            if entry.dagster_event is not None
+        ]
+        assert "STEP_START" in reported
+        assert not {"ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION"} & set(reported), reported
     a.sync()  # A's own copy is stale: it fetches the current version
     assert_snapshot_equals_api(shared_storage, tmp_path, emu)
     lease.acquire(exclusive=False, timeout=TAKEOVER_SECONDS)

@@ -45,6 +45,7 @@ from centra_pipeline.settings import ConfigError, Settings
 from centra_pipeline.storage.lake import Lake
 from centra_pipeline.storage.suppression import snapshot_pii
 from centra_pipeline.storage.warehouse import Warehouse, unmapped_fields
+from centra_pipeline.storage.warehouse_shared import SharedWarehouse
 from centra_pipeline.streams import STREAMS, TABLES, Stream, Table
 from centra_pipeline.streams.rows import MissingKey
 from centra_pipeline.sync import stream_step
@@ -119,9 +120,37 @@ def build_sync_asset(
         centra: CentraResource,
         storage: StorageResource,
     ):
-        yield from sync_streams(context, config, centra, storage)
+        yield from held_sync_streams(context, config, centra, storage)
 
     return _sync
+
+
+def held_sync_streams(
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    centra: CentraResource,
+    storage: StorageResource,
+) -> Iterator[Any]:
+    """`sync_streams` under one hold of the warehouse. On object storage the step's merges
+    reach other workers when the hold ends (one upload of the file, not one per stream), so
+    the step's materializations and checks are reported then, not before: the UI never
+    shows a table materialized that a worker dying now would take back. Logs go out at once."""
+    warehouse = storage.warehouse()
+    deferred = isinstance(warehouse, SharedWarehouse)
+    events: list[Any] = []
+    failure: Exception | None = None
+    with warehouse.held():
+        try:
+            for event in sync_streams(context, config, centra, storage, warehouse):
+                if deferred:
+                    events.append(event)
+                else:
+                    yield event
+        except Exception as exc:  # what merged is handed over first, then reported
+            failure = exc
+    yield from events
+    if failure is not None:
+        raise failure
 
 
 def sync_streams(
@@ -129,11 +158,12 @@ def sync_streams(
     config: SyncConfig,
     centra: CentraResource,
     storage: StorageResource,
+    warehouse: Warehouse,
 ) -> Iterator[Any]:
     """Land the selected streams concurrently; merge and report each as it lands. A stream
     that fails does not stop the others: they land, merge and report, and the step fails
     at the end naming every stream that did not."""
-    settings, lake, warehouse = centra.settings, storage.lake(), storage.warehouse()
+    settings, lake = centra.settings, storage.lake()
     selected = context.selected_asset_keys
     streams = [s for s in STREAMS.values() if _stream_keys(s) & selected]
     progress: Queue[str] = Queue()

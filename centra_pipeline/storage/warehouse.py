@@ -6,10 +6,9 @@ publish.py copies it to the analyst snapshot, warehouse_schema.py holds its DDL.
 Invariants kept here and in merge.py (docs/architecture.md):
 - Cursor and data commit in one transaction (1, nothing is lost): see merge.py.
 - Idempotent merges (2): see merge.py.
-- One writer (4): every connection is taken under a file lock next to the database, exclusive
-  for writers and shared for readers, and closed before the lock is released. Runs queue on
-  the lock (with a log line saying so); nothing races for DuckDB's own file lock.
-  Analysts read a copy, `centra.duckdb`, replaced atomically after each successful run.
+- One writer (4): every connection is taken under a file lock beside the database (exclusive
+  for writers, shared for readers) and closed before it is let go; runs queue on it, with a
+  log line. Analysts read a copy, `centra.duckdb`, replaced atomically after each run.
 
 DuckDB writes the file in the storage format of DuckDB 1.5 (`storage_compatibility_version`)
 so the published copy opens in DuckDB 1.5 and newer clients.
@@ -42,10 +41,7 @@ from centra_pipeline.storage.warehouse_schema import (
 )
 from centra_pipeline.streams import STREAMS
 from centra_pipeline.streams.model import OpenRecords
-from centra_pipeline.sync.reconcile import (
-    DayRange,
-    KeyIndex,
-)
+from centra_pipeline.sync.reconcile import DayRange, KeyIndex
 
 T = TypeVar("T")
 log = logging.getLogger("centra_pipeline.storage.warehouse")
@@ -109,6 +105,11 @@ class Warehouse:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A step's hold (warehouse_shared.py hands over once per hold); a no-op on a disk."""
+        yield
 
     def connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         config: dict[str, Any] = {

@@ -2,16 +2,19 @@
 object storage, a pointer and a lease in PostgreSQL, and a working copy on the worker's disk
 that is only a cache (docs/architecture.md, "Workers anywhere").
 
-- **Taking it.** Every connection is taken under the store's lease (storage/lease.py),
-  exclusive for a writer, shared for readers, and under the local file lock as before (other
-  processes of the same worker share the working copy). Under the lease the working copy is
-  checked against the pointer: a copy is used only if its `.version` file names the current
-  object; otherwise it is removed and the current object downloaded.
-- **Handing it over.** When a writer's connection closes, DuckDB has checkpointed the file;
-  if it changed, it is uploaded under a new key, the pointer is moved from the version the
-  writer started from (on the lease's session, so a writer that lost its lease moves
-  nothing), and the versions before it are deleted. Only then does the working copy get its
-  `.version` again.
+- **Taking it.** A writer holds the store's lease (storage/lease.py) exclusively: a sync
+  step for the whole step (`held`), anything else for one connection. Readers hold it
+  shared, one connection at a time; inside a hold this process's connections take only the
+  local file lock (threads and other processes of the worker share the working copy).
+  Under the lease the working copy is checked against the pointer: a copy is used only if
+  its `.version` file names the current object; otherwise it is removed and the current
+  object downloaded.
+- **Handing it over.** When the hold ends, every connection is closed and DuckDB has
+  checkpointed the file; if it changed, it is uploaded under a new key, the pointer is
+  moved from the version the hold started from (on the lease's session, so a writer that
+  lost its lease moves nothing), and the versions before it are deleted. Only then does
+  the working copy get its `.version` again. One upload per step, however many streams it
+  merged: other workers see the step's merges together, at its end.
 - **Failure.** A worker killed while writing leaves the pointer at the last version handed
   over and its working copy without a `.version` (never trusted again). Its loads are in the
   lake, so the next writer, on any worker, merges them as pending loads (invariant 1 holds:
@@ -33,6 +36,10 @@ from centra_pipeline.storage.objects import SNAPSHOT_OBJECT, ObjectStore
 from centra_pipeline.storage.warehouse import Warehouse, WarehouseBusy
 from centra_pipeline.testing.failpoints import failpoint
 
+# The leases this process holds for a step, by (PostgreSQL URL, store): every
+# SharedWarehouse of that store in the process works under it.
+_HOLDS: dict[tuple[str, str], Lease] = {}
+
 
 class SharedWarehouse(Warehouse):
     def __init__(
@@ -50,24 +57,57 @@ class SharedWarehouse(Warehouse):
         self.lease_url, self.store = lease_url, store
         self.version_path = self.path.with_name(self.path.name + ".version")
         self.location = self.versions.url
+        self._key = (lease_url, store)
 
     @contextmanager
-    def locked(self, exclusive: bool) -> Iterator[None]:
+    def held(self) -> Iterator[None]:
+        """Hold the store's writer lease for a whole step: its connections only take the local
+        lock, and what they changed is handed over once, when the hold ends (also when the
+        step failed: every merge is a transaction of its own, committed or rolled back)."""
+        if self._key in _HOLDS:  # nested: the outer hold hands over
+            yield
+            return
         lease = Lease(self.lease_url, self.store)
         try:
-            lease.acquire(exclusive=exclusive, timeout=self.lock_timeout)
+            lease.acquire(exclusive=True, timeout=self.lock_timeout)
         except LeaseBusy as busy:
             raise WarehouseBusy(str(busy)) from None
         try:
-            with super().locked(exclusive):
+            with super().locked(True):
                 current = lease.current()
                 stamp = self._fetch(current)
-                if not exclusive:
-                    yield
-                    return
                 self.version_path.unlink(missing_ok=True)  # untrusted until handed over
+            _HOLDS[self._key] = lease
+            try:
                 yield
-                self._hand_over(lease, current, stamp)
+            except Exception:
+                self._hand_over_locked(lease, current, stamp)
+                raise
+            finally:
+                del _HOLDS[self._key]
+            self._hand_over_locked(lease, current, stamp)
+        finally:
+            lease.release()
+
+    @contextmanager
+    def locked(self, exclusive: bool) -> Iterator[None]:
+        if self._key in _HOLDS:  # this process holds the lease: its copy is the newest
+            with super().locked(exclusive):
+                yield
+            return
+        if exclusive:  # one connection's hold
+            with self.held(), super().locked(True):
+                yield
+            return
+        lease = Lease(self.lease_url, self.store)
+        try:
+            lease.acquire(exclusive=False, timeout=self.lock_timeout)
+        except LeaseBusy as busy:
+            raise WarehouseBusy(str(busy)) from None
+        try:
+            with super().locked(False):
+                self._fetch(lease.current())
+                yield
         finally:
             lease.release()
 
@@ -92,6 +132,10 @@ class SharedWarehouse(Warehouse):
     def _remove_copy(self) -> None:
         for path in (self.path, self.path.with_name(self.path.name + ".wal"), self.version_path):
             path.unlink(missing_ok=True)
+
+    def _hand_over_locked(self, lease: Lease, previous: Version | None, stamp: Any) -> None:
+        with super().locked(True):  # no connection of this process is open
+            self._hand_over(lease, previous, stamp)
 
     def _hand_over(self, lease: Lease, previous: Version | None, stamp: Any) -> None:
         if not self.path.exists() or _stamp(self.path) == stamp:
