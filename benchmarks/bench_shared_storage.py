@@ -71,7 +71,7 @@ def sync_child() -> int:
     def kind(store, key: str) -> str:
         if store.url.endswith("/warehouse"):
             return "warehouse version"
-        return "snapshot" if key == shared.SNAPSHOT_KEY else "lake/other"
+        return "snapshot" if key == objects.SNAPSHOT_OBJECT else "lake/other"
 
     def wrap(owner, name: str, label, count=None) -> None:
         original = getattr(owner, name, None)
