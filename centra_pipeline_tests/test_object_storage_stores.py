@@ -16,7 +16,6 @@ import duckdb
 import pytest
 
 from centra_pipeline.definitions import build_definitions
-from centra_pipeline.storage.lease import Lease
 from centra_pipeline.storage.objects import ALL_STORES_OBJECT, SNAPSHOT_OBJECT, ObjectStore
 from centra_pipeline_tests.conftest import SharedStorage
 from centra_pipeline_tests.test_dagster import stored_text
@@ -27,6 +26,7 @@ from centra_pipeline_tests.test_stores import (  # noqa: F401 - three_stores is 
     secrets_of,
     three_stores,
 )
+from centra_pipeline_tests.test_two_workers import pointer
 from centra_pipeline_tests.truth import table_differences, truth_tables
 
 pytestmark = pytest.mark.slow
@@ -52,16 +52,6 @@ def differences(shared: SharedStorage, name: str, emu, tmp_path: Path) -> dict:
         return table_differences(con, truth_tables(emu, emu.config.timezone))
     finally:
         con.close()
-
-
-def pointer(shared: SharedStorage, name: str) -> int:
-    lease = Lease(shared.inbox_url, name)
-    lease.acquire(exclusive=False, timeout=5)
-    try:
-        current = lease.current()
-    finally:
-        lease.release()
-    return current.version if current else 0
 
 
 def test_stores_on_one_bucket_stay_apart(

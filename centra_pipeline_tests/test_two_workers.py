@@ -142,9 +142,9 @@ def version_objects(shared: SharedStorage) -> list[str]:
     return [k for k in shared.objects("centra/warehouse/") if not k.endswith("/")]
 
 
-def pointer(shared: SharedStorage) -> int:
+def pointer(shared: SharedStorage, store: str = "default") -> int:
     """The number of the store's current warehouse version (0: none yet)."""
-    lease = Lease(shared.inbox_url, "default")
+    lease = Lease(shared.inbox_url, store)
     lease.acquire(exclusive=False, timeout=TAKEOVER_SECONDS)
     try:
         current = lease.current()

@@ -67,11 +67,7 @@ class SharedWarehouse(Warehouse):
         if self._key in _HOLDS:  # nested: the outer hold hands over
             yield
             return
-        lease = Lease(self.lease_url, self.store)
-        try:
-            lease.acquire(exclusive=True, timeout=self.lock_timeout)
-        except LeaseBusy as busy:
-            raise WarehouseBusy(str(busy)) from None
+        lease = self._take_lease(exclusive=True)
         try:
             with super().locked(True):
                 current = lease.current()
@@ -99,17 +95,21 @@ class SharedWarehouse(Warehouse):
             with self.held(), super().locked(True):
                 yield
             return
-        lease = Lease(self.lease_url, self.store)
-        try:
-            lease.acquire(exclusive=False, timeout=self.lock_timeout)
-        except LeaseBusy as busy:
-            raise WarehouseBusy(str(busy)) from None
+        lease = self._take_lease(exclusive=False)
         try:
             with super().locked(False):
                 self._fetch(lease.current())
                 yield
         finally:
             lease.release()
+
+    def _take_lease(self, exclusive: bool) -> Lease:
+        lease = Lease(self.lease_url, self.store)
+        try:
+            lease.acquire(exclusive=exclusive, timeout=self.lock_timeout)
+        except LeaseBusy as busy:
+            raise WarehouseBusy(str(busy)) from None
+        return lease
 
     # --- the working copy ------------------------------------------------------------------
     def _fetch(self, current: Version | None) -> tuple[int, int] | None:
