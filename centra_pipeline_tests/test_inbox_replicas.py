@@ -16,12 +16,12 @@ import duckdb
 import pytest
 
 from centra_pipeline.definitions import defs
-from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME, SYNC_JOB_NAME
+from centra_pipeline.defs.jobs import SYNC_JOB_NAME
 from centra_pipeline.defs.keys import SYNC_STEP
 from centra_pipeline.storage.warehouse import Warehouse
 from centra_pipeline.webhooks.inbox_postgres import PostgresInbox
 from centra_pipeline_tests.conftest import TZ, WEBHOOK_SECRET
-from centra_pipeline_tests.test_webhook_flow import evaluate
+from centra_pipeline_tests.test_webhook_flow import run_sensor_refreshes
 from centra_pipeline_tests.test_webhook_receiver import (
     body_of,
     post,
@@ -85,20 +85,11 @@ def test_two_receivers_store_a_burst_once_and_the_sensor_applies_it(
             assert sorted(int(e.object_id) for e in stored) == changed
             inbox_id, max_seq = inbox.inbox_id, inbox.max_seq()
 
-        result = evaluate(instance)
-        assert result.run_requests, result.skip_message
-        refresh = defs.resolve_job_def(ORDER_REFRESH_JOB_NAME)
-        for request in result.run_requests:
-            assert refresh.execute_in_process(
-                run_config=request.run_config,
-                instance=instance,
-                tags=request.tags,
-                partition_key=request.partition_key,
-            ).success
+        requests = run_sensor_refreshes(instance)
         keys = set(
             itertools.chain.from_iterable(
                 r.run_config["ops"][SYNC_STEP]["config"]["streams"]["orders"]["keys"]
-                for r in result.run_requests
+                for r in requests
             )
         )
         assert keys == set(changed)

@@ -80,8 +80,9 @@ def evaluate(instance: dg.DagsterInstance, cursor: str | None = None):
     return SENSOR.evaluate_tick(context)
 
 
-def run_sensor_refreshes(instance: dg.DagsterInstance) -> None:
-    """One sensor tick, and every refresh run it asks for, executed here (each must succeed)."""
+def run_sensor_refreshes(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    """One sensor tick, and every refresh run it asks for, executed here (each must succeed);
+    returns the tick's run requests."""
     from centra_pipeline.defs.jobs import ORDER_REFRESH_JOB_NAME
 
     result = evaluate(instance)
@@ -94,6 +95,7 @@ def run_sensor_refreshes(instance: dg.DagsterInstance) -> None:
             tags=request.tags,
             partition_key=request.partition_key,
         ).success
+    return result.run_requests
 
 
 @pytest.fixture
